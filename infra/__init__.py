@@ -1,0 +1,1 @@
+"""The cdktf app: per-environment config, one module per concern, and the Terraform driver."""

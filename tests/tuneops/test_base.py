@@ -1,0 +1,102 @@
+"""The base layer: typed config with overlays, atomic writes, and the CLI's error contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tuneops.config import StrictModel, load_config
+from tuneops.errors import UserError
+from tuneops.io import atomic_dir, atomic_write_json, atomic_write_jsonl
+
+
+class Inner(StrictModel):
+    rank: int = 8
+    alpha: float = 16.0
+
+
+class Cfg(StrictModel):
+    name: str
+    inner: Inner = Inner()
+
+
+def test_overlay_and_overrides_merge_in_order(tmp_path):
+    (tmp_path / "base.yaml").write_text("name: a\ninner:\n  rank: 4\n  alpha: 8\n")
+    (tmp_path / "base.prod.yaml").write_text("inner:\n  rank: 32\n")
+    cfg = load_config(Cfg, tmp_path / "base.yaml", env="prod", overrides=["inner.alpha=64"])
+    assert (cfg.name, cfg.inner.rank, cfg.inner.alpha) == ("a", 32, 64.0)
+    plain = load_config(Cfg, tmp_path / "base.yaml", env="dev")
+    assert plain.inner.rank == 4
+
+
+def test_unknown_and_bad_fields_are_named(tmp_path):
+    (tmp_path / "c.yaml").write_text("name: a\ninner:\n  rnak: 4\n  alpha: lots\n")
+    with pytest.raises(UserError) as err:
+        load_config(Cfg, tmp_path / "c.yaml")
+    msg = str(err.value)
+    assert "inner.rnak" in msg and "inner.alpha" in msg and "c.yaml" in msg
+
+
+def test_bad_yaml_names_the_line(tmp_path):
+    (tmp_path / "c.yaml").write_text("name: a\ninner: [1, 2\n")
+    with pytest.raises(UserError, match=r"c.yaml line \d+"):
+        load_config(Cfg, tmp_path / "c.yaml")
+
+
+def test_atomic_write_leaves_old_file_when_writer_fails(tmp_path):
+    target = tmp_path / "out.jsonl"
+    atomic_write_json(target, {"v": 1})
+
+    def boom():
+        yield {"v": 2}
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        atomic_write_jsonl(target, boom())
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+
+
+def test_atomic_dir_replaces_whole_directory(tmp_path):
+    target = tmp_path / "snap"
+    with atomic_dir(target) as tmp:
+        (tmp / "a").write_text("1")
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "b").write_text("2")
+        raise RuntimeError
+    assert sorted(p.name for p in target.iterdir()) == ["a"]
+    with atomic_dir(target) as tmp:
+        (tmp / "c").write_text("3")
+    assert sorted(p.name for p in target.iterdir()) == ["c"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["snap"]
+
+
+def test_cli_help_lists_the_areas():
+    exe = Path(sys.executable).with_name("tuneops")
+    proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0
+    assert "tuneops" in proc.stdout and "data" in proc.stdout
+
+
+def test_cli_turns_user_errors_into_one_line(monkeypatch, capsys):
+    import typer
+
+    from tuneops import cli
+
+    def broken():
+        raise UserError("config x.yaml: field rank must be positive")
+
+    fake = typer.Typer()
+    fake.command()(broken)
+    monkeypatch.setattr(cli, "app", fake)
+    monkeypatch.setattr(sys, "argv", ["tuneops"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "error: config x.yaml: field rank must be positive"
+    assert "Traceback" not in err

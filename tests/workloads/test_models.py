@@ -1,0 +1,63 @@
+"""Model references resolve to loadable directories."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuneops.errors import UserError
+from workloads.models import resolve_model
+
+
+def test_embedded_default_is_a_real_instruct_model(embedded_model_dir):
+    from transformers import AutoConfig, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(embedded_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
+    assert config.model_type == "llama" and config.num_hidden_layers == 30
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
+    assert "<|im_start|>assistant" in text
+    assert sorted(p.suffix for p in embedded_model_dir.glob("*.safetensors")) == [".safetensors"]
+
+
+def test_local_directory_resolves_to_itself(tiny_model_dir):
+    assert resolve_model(str(tiny_model_dir)) == tiny_model_dir
+
+
+@pytest.mark.parametrize(
+    ("ref", "fragment"),
+    [
+        ("embedded:nope", "unknown embedded model"),
+        ("./no/such/dir", "does not exist"),
+    ],
+)
+def test_bad_references_say_what_is_wrong(ref, fragment):
+    with pytest.raises(UserError, match=fragment):
+        resolve_model(ref)
+
+
+def test_s3_prefix_downloads_from_a_real_endpoint(tiny_model_dir, tmp_path, monkeypatch):
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        monkeypatch.setenv("TUNEOPS_CACHE_DIR", str(tmp_path / "cache"))
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="models")
+        for f in tiny_model_dir.iterdir():
+            s3.upload_file(str(f), "models", f"tiny/v1/{f.name}")
+        local = resolve_model("s3://models/tiny/v1")
+        assert (local / "config.json").is_file()
+        assert {p.name for p in local.iterdir()} == {p.name for p in tiny_model_dir.iterdir()}
+        with pytest.raises(UserError, match="no objects"):
+            resolve_model("s3://models/absent")
+    finally:
+        server.stop()

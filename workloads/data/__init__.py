@@ -1,0 +1,1 @@
+"""Dataset pipeline: ingest, normalise, validate, scrub, dedup, decontaminate, snapshot."""

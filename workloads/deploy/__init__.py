@@ -1,0 +1,1 @@
+"""Kubernetes forms of the workloads: InferenceServices, training jobs, GitOps rendering."""

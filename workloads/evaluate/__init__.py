@@ -1,0 +1,1 @@
+"""Evaluation of a candidate against the base model and the champion."""

@@ -1,0 +1,1 @@
+"""Production monitoring: prompt sampling and drift against the training set."""

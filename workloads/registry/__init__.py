@@ -1,0 +1,1 @@
+"""MLflow model registry: register candidates, gate promotions, roll back."""

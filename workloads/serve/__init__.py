@@ -1,0 +1,1 @@
+"""The KServe model server: OpenAI-compatible and Open Inference Protocol in one process."""
