@@ -1,0 +1,224 @@
+"""Answer generation for evaluation: a local model in batches, or an OpenAI-compatible endpoint.
+
+Both give, per prompt, the answer text, how many tokens it has, whether it ended with the
+end-of-turn token within the budget, and its latency. Decoding is greedy and fixed by config so
+that two runs of the same model give the same answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from tuneops.errors import UserError
+from workloads.evaluate.config import GenerationConfig
+
+log = logging.getLogger(__name__)
+
+Messages = list[dict[str, str]]
+
+
+@dataclass
+class Generation:
+    text: str
+    answer_tokens: int | None  # None when an endpoint does not report usage
+    finished: bool  # ended with end-of-turn within the budget
+    latency_s: float  # what a caller waited for this answer (its batch's wall time)
+    gen_seconds: float  # this answer's share of generation time, for throughput
+
+
+class Generator(Protocol):
+    label: str
+
+    def generate(
+        self, prompts: Sequence[Messages], progress: Callable[[int], None] | None = None
+    ) -> list[Generation]: ...
+
+    def close(self) -> None: ...
+
+
+def is_endpoint(ref: str) -> bool:
+    return ref.startswith(("http://", "https://"))
+
+
+class LocalGenerator:
+    """A transformers causal LM, batched with left padding over the chat template."""
+
+    def __init__(self, ref: str, config: GenerationConfig):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from workloads.models import resolve_model
+
+        self.label = ref
+        self.config = config
+        model_dir: Path = resolve_model(ref)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+            dtype = torch.bfloat16 if config.dtype == "bfloat16" else torch.float32
+            self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot load model {ref} from {model_dir}: {exc}") from exc
+        if self.tokenizer.chat_template is None:
+            raise UserError(f"model {ref} has no chat template; evaluation needs one")
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+
+    def _encode(self, prompts: Sequence[Messages]):
+        texts = [
+            self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
+            for m in prompts
+        ]
+        self.tokenizer.truncation_side = "left"
+        return self.tokenizer(
+            texts,
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=self.config.max_input_tokens,
+            add_special_tokens=False,
+        )
+
+    def _generate_batch(self, prompts: Sequence[Messages]) -> list[Generation]:
+        import torch
+
+        enc = self._encode(prompts)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            out = self.model.generate(
+                **enc,
+                max_new_tokens=self.config.max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                repetition_penalty=self.config.repetition_penalty,
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=sorted(self.eos_ids),
+            )
+        elapsed = time.perf_counter() - started
+        new = out[:, enc["input_ids"].shape[1] :].tolist()
+        results = []
+        for ids in new:
+            stop = next((i for i, tok in enumerate(ids) if tok in self.eos_ids), None)
+            kept = ids if stop is None else ids[:stop]
+            results.append(
+                Generation(
+                    text=self.tokenizer.decode(kept, skip_special_tokens=True).strip(),
+                    answer_tokens=len(kept),
+                    finished=stop is not None,
+                    latency_s=elapsed,
+                    gen_seconds=elapsed / len(new),
+                )
+            )
+        return results
+
+    def generate(
+        self, prompts: Sequence[Messages], progress: Callable[[int], None] | None = None
+    ) -> list[Generation]:
+        # Batch prompts of similar length together: less padding, same answers.
+        order = sorted(range(len(prompts)), key=lambda i: len(str(prompts[i])))
+        results: list[Generation | None] = [None] * len(prompts)
+        size = self.config.batch_size
+        for start in range(0, len(order), size):
+            idx = order[start : start + size]
+            for i, gen in zip(idx, self._generate_batch([prompts[i] for i in idx]), strict=True):
+                results[i] = gen
+            if progress:
+                progress(len(idx))
+        return [r for r in results if r is not None]
+
+    def close(self) -> None:
+        del self.model
+
+
+def openai_client(base_url: str, *, api_key: str | None, timeout_s: float):
+    from openai import OpenAI
+
+    return OpenAI(base_url=base_url, api_key=api_key or "unused", timeout=timeout_s, max_retries=2)
+
+
+def first_model_id(client: Any, base_url: str) -> str:
+    import openai
+
+    try:
+        models = client.models.list().data
+    except openai.APIError as exc:
+        raise UserError(f"cannot list models at {base_url}: {exc}") from exc
+    if not models:
+        raise UserError(f"the endpoint {base_url} serves no models")
+    return models[0].id
+
+
+class EndpointGenerator:
+    """Any OpenAI-compatible chat completions endpoint (the project's own server, vLLM, ...)."""
+
+    def __init__(self, ref: str, config: GenerationConfig, *, api_key: str | None = None):
+        self.label = ref
+        self.config = config
+        base_url, _, model = ref.partition("#")  # http://host:port/openai/v1#model-name
+        self.base_url = base_url.rstrip("/")
+        self.client = openai_client(
+            self.base_url, api_key=api_key, timeout_s=config.endpoint_timeout_s
+        )
+        self.model = model or first_model_id(self.client, self.base_url)
+
+    def _one(self, messages: Messages) -> Generation:
+        import openai
+
+        started = time.perf_counter()
+        try:
+            resp = self.client.chat.completions.create(
+                model=self.model,
+                messages=messages,
+                max_tokens=self.config.max_new_tokens,
+                temperature=0.0,
+            )
+        except openai.APIError as exc:
+            raise UserError(f"the endpoint {self.base_url} failed: {exc}") from exc
+        elapsed = time.perf_counter() - started
+        choice = resp.choices[0]
+        tokens = resp.usage.completion_tokens if resp.usage else None
+        return Generation(
+            text=(choice.message.content or "").strip(),
+            answer_tokens=tokens,
+            finished=choice.finish_reason == "stop",
+            latency_s=elapsed,
+            gen_seconds=elapsed,  # replaced by the share of the whole pass in generate()
+        )
+
+    def generate(
+        self, prompts: Sequence[Messages], progress: Callable[[int], None] | None = None
+    ) -> list[Generation]:
+        def run(messages: Messages) -> Generation:
+            gen = self._one(messages)
+            if progress:
+                progress(1)
+            return gen
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(self.config.endpoint_concurrency) as pool:
+            results = list(pool.map(run, prompts))
+        share = (time.perf_counter() - started) / max(len(results), 1)
+        for gen in results:
+            gen.gen_seconds = share
+        return results
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def open_generator(ref: str, config: GenerationConfig, *, api_key: str | None = None) -> Generator:
+    if is_endpoint(ref):
+        return EndpointGenerator(ref, config, api_key=api_key)
+    return LocalGenerator(ref, config)
