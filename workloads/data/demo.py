@@ -1,0 +1,29 @@
+"""Demo step: build the default dataset snapshot and hand it to the steps after it."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+console = Console()
+
+
+def run(ctx) -> None:
+    from workloads.data.config import load_data_config
+    from workloads.data.pipeline import build_dataset
+
+    config = load_data_config()
+    result = build_dataset(config, progress=True, echo=lambda line: console.print("  " + line))
+    snapshot = result.snapshot
+    console.print(result.summary())
+    ctx["snapshot"] = str(snapshot.path)
+    ctx["snapshot_id"] = snapshot.id
+    acc = snapshot.manifest["accounting"]
+    splits = snapshot.manifest["splits"]
+    ctx.report.append(
+        f"dataset   {snapshot.name}/{snapshot.id}: {acc['written']} records "
+        f"(train {splits['train']}, validation {splits['validation']}, test {splits['test']}), "
+        f"{acc['rejected']} rejected of {acc['in']}"
+    )
+    reasons = snapshot.manifest["rejects"]["by_reason"]
+    if reasons:
+        ctx.report.append("          rejects: " + ", ".join(f"{k} {v}" for k, v in reasons.items()))

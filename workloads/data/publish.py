@@ -1,0 +1,89 @@
+"""Optional outputs of a build: upload the snapshot to S3, log it to MLflow as a dataset input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tuneops.errors import MissingToolError, UserError
+from workloads.data.snapshot import Snapshot
+from workloads.data.split import SPLITS
+
+EXPERIMENT = "tuneops-data"
+
+
+def upload_snapshot(snapshot: Snapshot, uri: str) -> str:
+    """Copy every file of the snapshot to ``<uri>/<name>/<id>/``; returns that prefix URI.
+
+    Credentials and endpoint come from the usual AWS settings (``AWS_ENDPOINT_URL`` points
+    boto3 at another S3-compatible endpoint, such as the local environment's).
+    """
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    if not uri.startswith("s3://"):
+        raise UserError(f"--upload {uri!r}: give an s3://bucket/prefix URI")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise UserError(f"--upload {uri!r}: the bucket name is missing")
+    key_prefix = "/".join(p for p in (prefix.strip("/"), snapshot.name, snapshot.id) if p)
+    client = boto3.client("s3")
+    try:
+        for path in sorted(Path(snapshot.path).iterdir()):
+            if path.is_file():
+                client.upload_file(str(path), bucket, f"{key_prefix}/{path.name}")
+    except NoCredentialsError as exc:
+        raise MissingToolError(
+            "no AWS credentials for the upload; set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+            "AWS_SECRET_ACCESS_KEY (for the local environment: `tuneops local up`)"
+        ) from exc
+    except (BotoCoreError, ClientError) as exc:
+        raise UserError(f"upload to s3://{bucket}/{key_prefix} failed: {exc}") from exc
+    return f"s3://{bucket}/{key_prefix}"
+
+
+def log_snapshot_to_mlflow(
+    snapshot: Snapshot, *, tracking_uri: str | None = None, source_uri: str | None = None
+) -> str:
+    """Log the snapshot as MLflow dataset inputs (one per split) in a run of its own;
+    returns the run id. The training run logs the same dataset when it uses the snapshot."""
+    import mlflow
+    import pandas as pd
+
+    from tuneops.paths import default_tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri or default_tracking_uri())
+    mlflow.set_experiment(EXPERIMENT)
+    source = source_uri or str(snapshot.path)
+    with mlflow.start_run(run_name=f"{snapshot.name}-{snapshot.id}") as run:
+        for split_name in SPLITS:
+            rows = snapshot.split(split_name)
+            frame = pd.DataFrame(
+                {
+                    "id": [r["id"] for r in rows],
+                    "kind": [r["kind"] for r in rows],
+                    "messages": [json.dumps(r.get("messages"), ensure_ascii=False) for r in rows],
+                    "text": [r.get("text") for r in rows],
+                    "source": [r["source"] for r in rows],
+                    "category": [r.get("category") for r in rows],
+                },
+                columns=["id", "kind", "messages", "text", "source", "category"],
+            )
+            dataset = mlflow.data.from_pandas(
+                frame,
+                source=f"{source}/{split_name}.jsonl",
+                name=f"{snapshot.name}-{split_name}",
+                digest=snapshot.id,
+            )
+            mlflow.log_input(dataset, context=split_name)
+        mlflow.set_tags(
+            {
+                "tuneops.dataset": snapshot.name,
+                "tuneops.dataset_snapshot": snapshot.id,
+                "tuneops.dataset_uri": source,
+            }
+        )
+        mlflow.log_params({f"records_{k}": v for k, v in snapshot.manifest["splits"].items()})
+        mlflow.log_artifact(str(Path(snapshot.path) / "manifest.json"))
+        mlflow.log_artifact(str(Path(snapshot.path) / "DATACARD.md"))
+        return run.info.run_id
