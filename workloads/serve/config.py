@@ -1,0 +1,70 @@
+"""Typed configuration of the model server (configs/serve/default.yaml)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from tuneops.config import StrictModel, load_config
+from tuneops.paths import CONFIG_DIR
+
+DEFAULT_CONFIG = CONFIG_DIR / "serve" / "default.yaml"
+
+
+class ServerSection(StrictModel):
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=0, le=65535)
+    enable_grpc: bool = False
+    grpc_port: int = Field(8081, ge=0, le=65535)
+    grace_period_s: int = Field(30, ge=0)
+
+
+class LimitsSection(StrictModel):
+    max_prompt_tokens: int = Field(1536, ge=1)
+    max_new_tokens: int = Field(512, ge=1)
+    default_max_tokens: int = Field(256, ge=1)
+    max_queue: int = Field(256, ge=1)
+    request_timeout_s: float = Field(120, gt=0)
+
+
+class BatchingSection(StrictModel):
+    max_batch: int = Field(32, ge=1)
+    wait_ms: float = Field(5, ge=0)
+    max_prefill_batch: int = Field(16, ge=1)
+
+
+class AuthSection(StrictModel):
+    token_env: str | None = "TUNEOPS_SERVE_TOKEN"
+    token_file: Path | None = None
+    required: bool = False
+    open_paths: list[str] = Field(
+        default_factory=lambda: ["/", "/metrics", "/v2/health/live", "/v2/health/ready"]
+    )
+
+
+class SamplingSection(StrictModel):
+    rate: float = Field(0.0, ge=0.0, le=1.0)
+    log: str | None = None
+    flush_every: int = Field(100, ge=1)
+    seed: int | None = None
+
+
+class ServeConfig(StrictModel):
+    model_name: str = Field("cloudops-assistant", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    model: str = "embedded:smollm2-135m-instruct"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str = "auto"
+    cpu_threads: int = Field(0, ge=0)
+    server: ServerSection = Field(default_factory=ServerSection)
+    limits: LimitsSection = Field(default_factory=LimitsSection)
+    batching: BatchingSection = Field(default_factory=BatchingSection)
+    auth: AuthSection = Field(default_factory=AuthSection)
+    sampling: SamplingSection = Field(default_factory=SamplingSection)
+
+
+def load_serve_config(
+    path: str | Path | None = None, *, env: str | None = None, overrides: list[str] | None = None
+) -> ServeConfig:
+    return load_config(ServeConfig, path or DEFAULT_CONFIG, env=env, overrides=overrides)

@@ -1,0 +1,415 @@
+"""Continuous-batching generation engine.
+
+One background thread owns the model. Requests wait in a queue; the thread admits them into
+the running batch (a left-padded prefill, then its KV cache is joined to the batch's cache),
+and every step decodes one token for every running sequence in a single forward pass.
+Finished sequences leave the batch at once and waiting ones take their slots, so a long answer
+never holds short ones back.
+
+Each sequence streams its text back to the asyncio loop that submitted it. Text is emitted
+only once it is stable: incomplete UTF-8 and a tail that might start a stop string are held
+back until the next token decides them, so streamed chunks always add up to the final answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from workloads.serve import metrics
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    """More requests are waiting than the configured limit."""
+
+
+class EngineStopped(Exception):
+    """The engine is shutting down and takes no new work."""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+
+
+@dataclass
+class Event:
+    kind: str  # "delta" | "done" | "error"
+    text: str = ""
+    finish_reason: str | None = None
+
+
+@dataclass
+class Sequence:
+    """One request's generation; its events arrive on ``queue`` in the submitting loop."""
+
+    id: int
+    prompt_ids: list[int]
+    params: SamplingParams
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue
+    submitted: float = field(default_factory=time.perf_counter)
+    generated: list[int] = field(default_factory=list)
+    emitted: str = ""
+    finish_reason: str | None = None
+    first_token_at: float | None = None
+    cancelled: bool = False
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.generated)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def _send(self, event: Event) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
+        except RuntimeError:  # the submitting loop is gone: nobody is listening
+            self.cancelled = True
+
+    async def events(self):
+        """Yield events until the sequence finishes (or fails)."""
+        while True:
+            event = await self.queue.get()
+            yield event
+            if event.kind != "delta":
+                return
+
+
+def _stop_prefix_len(text: str, stops: tuple[str, ...]) -> int:
+    """Length of the longest tail of ``text`` that is a proper prefix of a stop string."""
+    best = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), best, -1):
+            if text.endswith(stop[:n]):
+                best = n
+                break
+    return best
+
+
+class Engine:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        device: Any,
+        max_batch: int = 32,
+        wait_ms: float = 5.0,
+        max_prefill_batch: int = 16,
+        max_queue: int = 256,
+        model_name: str = "model",
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.max_batch = max_batch
+        self.wait_s = wait_ms / 1000.0
+        self.max_prefill_batch = max_prefill_batch
+        self.max_queue = max_queue
+        self.model_name = model_name
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        self._pending: collections.deque[Sequence] = collections.deque()
+        self._cond = threading.Condition()
+        self._ids = itertools.count(1)
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        # Batch state, touched only by the engine thread.
+        self._active: list[Sequence] = []
+        self._cache = None
+        self._mask = None
+        self._last = None
+
+    # ---- public API (any thread) -------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="serve-engine", daemon=True)
+            self._thread.start()
+
+    def submit(self, prompt_ids: list[int], params: SamplingParams) -> Sequence:
+        """Queue a prompt; call from a running asyncio loop."""
+        loop = asyncio.get_running_loop()
+        seq = Sequence(next(self._ids), list(prompt_ids), params, loop, asyncio.Queue())
+        with self._cond:
+            if self._stopping:
+                raise EngineStopped("the server is shutting down")
+            if len(self._pending) >= self.max_queue:
+                raise QueueFull(f"{len(self._pending)} requests are already waiting")
+            self._pending.append(seq)
+            metrics.QUEUE_DEPTH.set(len(self._pending))
+            self._cond.notify()
+        return seq
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Finish the work already queued, then stop the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._pending)
+
+    @property
+    def running(self) -> int:
+        return len(self._active)
+
+    # ---- engine thread -----------------------------------------------------------------
+    def _run(self) -> None:
+        import torch
+
+        with torch.inference_mode():
+            while True:
+                with self._cond:
+                    while not self._pending and not self._active and not self._stopping:
+                        self._cond.wait()
+                    if self._stopping and not self._pending and not self._active:
+                        return
+                try:
+                    self._step()
+                except Exception as exc:  # a bug or OOM must fail requests, not the server
+                    log.exception("generation step failed")
+                    self._fail_all(f"generation failed: {type(exc).__name__}: {exc}")
+
+    def _take_pending(self) -> list[Sequence]:
+        room = min(self.max_batch - len(self._active), self.max_prefill_batch)
+        if room <= 0:
+            return []
+        if not self._active and self.wait_s > 0:
+            # An idle engine waits one short window so a burst forms one batch.
+            deadline = time.perf_counter() + self.wait_s
+            with self._cond:
+                while len(self._pending) < room and not self._stopping:
+                    left = deadline - time.perf_counter()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+        taken: list[Sequence] = []
+        with self._cond:
+            while self._pending and len(taken) < room:
+                seq = self._pending.popleft()
+                if seq.cancelled:
+                    continue
+                taken.append(seq)
+            metrics.QUEUE_DEPTH.set(len(self._pending))
+        return taken
+
+    def _step(self) -> None:
+        admitted = self._take_pending()
+        if admitted:
+            self._prefill(admitted)
+        if self._active:
+            self._decode()
+
+    def _prefill(self, seqs: list[Sequence]) -> None:
+        import torch
+        from transformers import DynamicCache
+
+        width = max(len(s.prompt_ids) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, seq in enumerate(seqs):
+            n = len(seq.prompt_ids)
+            ids[row, width - n :] = torch.tensor(seq.prompt_ids, dtype=torch.long)
+            mask[row, width - n :] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        tokens = self._sample(out.logits[:, -1, :], seqs)
+        metrics.PROMPT_TOKENS.inc(int(mask.sum()))
+        keep = self._advance(seqs, tokens)
+        if not keep:
+            return
+        if len(keep) < len(seqs):
+            index = torch.tensor(keep, device=self.device)
+            cache.batch_select_indices(index)
+            mask, tokens = mask[index], tokens[index]
+            seqs = [seqs[i] for i in keep]
+        self._join(seqs, cache, mask, tokens)
+
+    def _join(self, seqs: list[Sequence], cache: Any, mask: Any, tokens: Any) -> None:
+        """Append freshly prefilled rows to the running batch, left-padding the shorter side."""
+        import torch
+
+        if not self._active:
+            self._active, self._cache, self._mask = list(seqs), cache, mask
+            self._last = tokens.view(-1, 1)
+            return
+        old_len, new_len = self._mask.shape[1], mask.shape[1]
+        width = max(old_len, new_len)
+        old_layers, new_layers = self._cache.layers, cache.layers
+        for old, new in zip(old_layers, new_layers, strict=True):
+            old.keys = torch.cat([_pad_left(old.keys, width), _pad_left(new.keys, width)], dim=0)
+            old.values = torch.cat(
+                [_pad_left(old.values, width), _pad_left(new.values, width)], dim=0
+            )
+        self._mask = torch.cat([_pad_left_2d(self._mask, width), _pad_left_2d(mask, width)], dim=0)
+        self._last = torch.cat([self._last, tokens.view(-1, 1)], dim=0)
+        self._active.extend(seqs)
+
+    def _decode(self) -> None:
+        import torch
+
+        metrics.BATCH_SIZE.observe(len(self._active))
+        ones = torch.ones((self._mask.shape[0], 1), dtype=self._mask.dtype, device=self.device)
+        self._mask = torch.cat([self._mask, ones], dim=1)
+        positions = self._mask.sum(-1, keepdim=True) - 1
+        out = self.model(
+            input_ids=self._last,
+            attention_mask=self._mask,
+            position_ids=positions,
+            cache=self._cache,
+            use_cache=True,
+        )
+        tokens = self._sample(out.logits[:, -1, :], self._active)
+        keep = self._advance(self._active, tokens)
+        self._last = tokens.view(-1, 1)
+        if len(keep) < len(self._active):
+            self._select(keep)
+
+    def _sample(self, logits: Any, seqs: list[Sequence]) -> Any:
+        import torch
+
+        logits = logits.float()
+        greedy = logits.argmax(-1)
+        if all(s.params.temperature <= 0 for s in seqs):
+            return greedy
+        temps = torch.tensor(
+            [s.params.temperature if s.params.temperature > 0 else 1.0 for s in seqs],
+            device=logits.device,
+        ).unsqueeze(1)
+        top_p = torch.tensor([s.params.top_p for s in seqs], device=logits.device).unsqueeze(1)
+        probs = torch.softmax(logits / temps, dim=-1)
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        cumulative = sorted_probs.cumsum(-1)
+        drop = (cumulative - sorted_probs) > top_p  # always keeps the most likely token
+        sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+        picked = torch.multinomial(sorted_probs, 1)
+        sampled = order.gather(-1, picked).squeeze(-1)
+        is_greedy = torch.tensor([s.params.temperature <= 0 for s in seqs], device=logits.device)
+        return torch.where(is_greedy, greedy, sampled)
+
+    def _advance(self, seqs: list[Sequence], tokens: Any) -> list[int]:
+        """Give each sequence its new token; return the rows that keep going."""
+        now = time.perf_counter()
+        keep: list[int] = []
+        produced = 0
+        for row, (seq, token) in enumerate(zip(seqs, tokens.tolist(), strict=True)):
+            if seq.cancelled:
+                continue
+            produced += 1
+            if seq.first_token_at is None:
+                seq.first_token_at = now
+                metrics.TIME_TO_FIRST_TOKEN.observe(now - seq.submitted)
+            if token in self.eos_ids:
+                self._finish(seq, "stop")
+                continue
+            seq.generated.append(token)
+            if self._emit(seq):
+                self._finish(seq, "stop", hit_stop=True)
+                continue
+            if len(seq.generated) >= seq.params.max_tokens:
+                self._finish(seq, "length")
+                continue
+            keep.append(row)
+        metrics.TOKENS_GENERATED.inc(produced)
+        return keep
+
+    def _select(self, keep: list[int]) -> None:
+        """Keep only the rows in ``keep`` and cut padding columns nobody attends to any more."""
+        import torch
+
+        if not keep:
+            self._active, self._cache, self._mask, self._last = [], None, None, None
+            return
+        index = torch.tensor(keep, device=self.device)
+        self._cache.batch_select_indices(index)
+        self._mask = self._mask[index]
+        self._last = self._last[index]
+        self._active = [self._active[i] for i in keep]
+        used = self._mask.sum(0).nonzero()
+        first = int(used[0]) if used.numel() else 0
+        if first > 0:
+            self._mask = self._mask[:, first:]
+            for layer in self._cache.layers:
+                layer.keys = layer.keys[:, :, first:, :]
+                layer.values = layer.values[:, :, first:, :]
+
+    def _emit(self, seq: Sequence) -> bool:
+        """Send the stable new text; True when a stop string ended the sequence."""
+        text = self.tokenizer.decode(seq.generated, skip_special_tokens=True)
+        stops = seq.params.stop
+        stopped = False
+        if stops:
+            hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+            if hits:
+                text, stopped = text[: min(hits)], True
+        stable = text
+        if not stopped:
+            stable = stable.rstrip("\ufffd")
+            cut = _stop_prefix_len(stable, stops) if stops else 0
+            if cut:
+                stable = stable[:-cut]
+        if stable.startswith(seq.emitted) and len(stable) > len(seq.emitted):
+            seq._send(Event("delta", stable[len(seq.emitted) :]))
+            seq.emitted = stable
+        return stopped
+
+    def _finish(self, seq: Sequence, reason: str, *, hit_stop: bool = False) -> None:
+        if not hit_stop:
+            # Flush whatever was held back (a partial stop-string prefix that never completed).
+            text = self.tokenizer.decode(seq.generated, skip_special_tokens=True)
+            if text.startswith(seq.emitted) and len(text) > len(seq.emitted):
+                seq._send(Event("delta", text[len(seq.emitted) :]))
+                seq.emitted = text
+        seq.finish_reason = reason
+        seq._send(Event("done", finish_reason=reason))
+
+    def _fail_all(self, message: str) -> None:
+        for seq in self._active:
+            seq._send(Event("error", text=message))
+        self._active, self._cache, self._mask, self._last = [], None, None, None
+
+
+def _pad_left(tensor: Any, width: int) -> Any:
+    import torch
+
+    missing = width - tensor.shape[-2]
+    if missing <= 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[-2] = missing
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=-2)
+
+
+def _pad_left_2d(mask: Any, width: int) -> Any:
+    import torch
+
+    missing = width - mask.shape[1]
+    if missing <= 0:
+        return mask
+    return torch.cat([mask.new_zeros((mask.shape[0], missing)), mask], dim=1)

@@ -1,0 +1,97 @@
+"""ASGI middleware: bearer-token auth and per-request metrics (plain ASGI, so streaming passes
+through untouched)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import time
+from typing import Any
+
+from workloads.serve import metrics
+
+# Model readiness (v2 and v1) stays open with the other health paths.
+_READY_PATHS = re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/ready$|^/v1/models/[^/]+$")
+
+
+class BearerAuth:
+    """401 for any request without ``Authorization: Bearer <token>``, except open paths."""
+
+    def __init__(self, app: Any, token: str, open_paths: list[str]) -> None:
+        self.app = app
+        self.token = token.encode()
+        self.open_paths = set(open_paths)
+
+    def _is_open(self, path: str) -> bool:
+        return path in self.open_paths or bool(_READY_PATHS.match(path))
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or self._is_open(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope["headers"]).get(b"authorization", b"")
+        scheme, _, given = header.partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps(
+            {
+                "error": {
+                    "message": "missing or wrong bearer token: send Authorization: Bearer <token>",
+                    "type": "authentication_error",
+                    "param": None,
+                    "code": "invalid_api_key",
+                }
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b"Bearer"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _route_label(scope: dict[str, Any]) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if not path:
+        return "unmatched"
+    if scope["path"].startswith("/openai/v1/") and not path.startswith("/openai/"):
+        path = "/openai/v1" + path  # routes of the included router carry their own path
+    return path
+
+
+class RequestMetrics:
+    """Counts requests by route template and status; times them to the last body byte."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def watch(message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        metrics.IN_FLIGHT.inc()
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            metrics.IN_FLIGHT.dec()
+            route = _route_label(scope)
+            metrics.REQUESTS.labels(route=route, status=str(status["code"])).inc()
+            metrics.LATENCY.labels(route=route).observe(time.perf_counter() - started)

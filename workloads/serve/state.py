@@ -1,0 +1,185 @@
+"""What every route shares: the engine, the tokenizer, the limits, and the error type.
+
+Every check a request can fail raises ``ApiError`` with a 4xx status and a message naming the
+field to fix; the app turns it into OpenAI's error shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from workloads.serve.config import ServeConfig
+from workloads.serve.engine import Engine, EngineStopped, QueueFull, SamplingParams, Sequence
+from workloads.serve.sampling import PromptSampler
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = (
+            status,
+            message,
+            type,
+            param,
+            code,
+        )
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+@dataclass
+class Submitted:
+    seq: Sequence
+    deadline: float
+
+
+class ServingState:
+    def __init__(
+        self,
+        config: ServeConfig,
+        engine: Engine,
+        tokenizer: Any,
+        sampler: PromptSampler | None = None,
+    ) -> None:
+        self.config = config
+        self.limits = config.limits
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.sampler = sampler
+        self.model_name = config.model_name
+        self.created = int(time.time())
+
+    # ---- validation ------------------------------------------------------------------
+    def check_model(self, name: str) -> None:
+        if name != self.model_name:
+            raise ApiError(
+                404,
+                f"model {name!r} is not served here; this server serves {self.model_name!r}",
+                param="model",
+                code="model_not_found",
+            )
+
+    def _check_prompt(self, ids: list[int], param: str) -> list[int]:
+        if not ids:
+            raise ApiError(400, f"{param} is empty", param=param)
+        if len(ids) > self.limits.max_prompt_tokens:
+            raise ApiError(
+                400,
+                f"{param} has {len(ids)} tokens; this server takes at most "
+                f"{self.limits.max_prompt_tokens}",
+                param=param,
+                code="context_length_exceeded",
+            )
+        return ids
+
+    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
+        from jinja2.exceptions import TemplateError
+
+        try:
+            text = self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=False
+            )
+        except TemplateError as exc:
+            msg = f"messages do not fit the chat template: {exc}"
+            raise ApiError(400, msg, param="messages") from exc
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self._check_prompt(ids, "messages")
+
+    def encode_text(self, text: str) -> list[int]:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self._check_prompt(ids, "prompt")
+
+    def sample_prompt(self, route: str, text: str) -> None:
+        if self.sampler is not None:
+            self.sampler.offer(route, text)
+
+    # ---- generation ------------------------------------------------------------------
+    def submit(
+        self,
+        prompt_ids: list[int],
+        max_tokens: int | None,
+        temperature: float,
+        top_p: float,
+        stop: list[str] | None,
+    ) -> Submitted:
+        limit = self.limits.max_new_tokens
+        if max_tokens is None:
+            max_tokens = min(self.limits.default_max_tokens, limit)
+        if max_tokens > limit:
+            msg = f"max_tokens is {max_tokens}; this server allows at most {limit}"
+            raise ApiError(400, msg, param="max_tokens")
+        params = SamplingParams(
+            max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=tuple(stop or ())
+        )
+        try:
+            seq = self.engine.submit(prompt_ids, params)
+        except QueueFull as exc:
+            raise ApiError(
+                429, f"server busy: {exc}; retry later", type="rate_limit_error"
+            ) from exc
+        except EngineStopped as exc:
+            raise ApiError(503, str(exc), type="server_error") from exc
+        return Submitted(seq, time.monotonic() + self.limits.request_timeout_s)
+
+    async def stream(self, sub: Submitted) -> AsyncIterator[tuple[str, str]]:
+        """Yield (kind, text) pairs: deltas, then ("done", finish_reason) or ("error", msg)."""
+        events = sub.seq.events()
+        try:
+            while True:
+                left = sub.deadline - time.monotonic()
+                try:
+                    event = await asyncio.wait_for(events.__anext__(), timeout=max(left, 0.001))
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    yield (
+                        "error",
+                        (
+                            f"request timed out after {self.limits.request_timeout_s:g} s "
+                            f"(limits.request_timeout_s)"
+                        ),
+                    )
+                    return
+                if event.kind == "delta":
+                    yield "delta", event.text
+                elif event.kind == "done":
+                    yield "done", event.finish_reason or "stop"
+                    return
+                else:
+                    yield "error", event.text
+                    return
+        finally:
+            if sub.seq.finish_reason is None:
+                sub.seq.cancel()
+
+    async def collect(self, sub: Submitted) -> tuple[str, str]:
+        parts: list[str] = []
+        async for kind, text in self.stream(sub):
+            if kind == "delta":
+                parts.append(text)
+            elif kind == "done":
+                return "".join(parts), text
+            else:
+                status = 504 if "timed out" in text else 500
+                raise ApiError(status, text, type="server_error")
+        raise ApiError(500, "generation ended without a result", type="server_error")
