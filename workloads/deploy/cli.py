@@ -31,7 +31,10 @@ def _show(result, action: str) -> None:
 
     console = Console()
     if result.diff:
-        console.print(Syntax(result.diff, "diff", theme="ansi_dark", word_wrap=True))
+        if console.is_terminal:
+            console.print(Syntax(result.diff, "diff", theme="ansi_dark"))
+        else:  # piped or captured: the plain diff, unwrapped, so `git apply` can read it
+            typer.echo(result.diff, nl=False)
     state = result.state
     served = state.stable.label()
     if state.canary:
@@ -42,7 +45,9 @@ def _show(result, action: str) -> None:
     change = f"{len(result.diff.splitlines())} diff lines" if result.diff else "no change"
     console.print(
         f"{action} {result.env}: {served}; {len(result.files)} files in {result.path} "
-        f"({change}; policy gate: {result.policy})"
+        f"({change}; policy gate: {result.policy})",
+        soft_wrap=True,
+        highlight=False,
     )
 
 
