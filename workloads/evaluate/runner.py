@@ -75,6 +75,22 @@ def load_benchmark_rows(path: str | None) -> list[dict[str, Any]]:
     return _read_jsonl(Path(path))
 
 
+def system_prompt(config: EvalConfig) -> str | None:
+    """The system message for benchmark questions. ``dataset`` means the one the training data
+    carries (``formatting.system_prompt`` of the data config), so the candidate is asked the way
+    it was trained, and the baselines the same way."""
+    value = config.generation.system_prompt
+    if value != "dataset":
+        return value or None
+    try:
+        from workloads.data.config import load_data_config
+    except ImportError as exc:
+        raise UserError(
+            "generation.system_prompt is 'dataset' but the data package is missing"
+        ) from exc
+    return load_data_config().formatting.system_prompt or None
+
+
 def _prompt(question: str, system_prompt: str | None) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     return [*messages, {"role": "user", "content": question}]
@@ -82,6 +98,7 @@ def _prompt(question: str, system_prompt: str | None) -> list[dict[str, str]]:
 
 def benchmark_items(config: EvalConfig) -> tuple[list[dict[str, Any]], str]:
     rows = load_benchmark_rows(config.benchmark)
+    system = system_prompt(config)
     if config.benchmark_limit:
         rows = rows[: config.benchmark_limit]
     items = []
@@ -98,7 +115,7 @@ def benchmark_items(config: EvalConfig) -> tuple[list[dict[str, Any]], str]:
                 "key_facts": list(row.get("key_facts") or []),
                 "category": row.get("category"),
                 "difficulty": row.get("difficulty"),
-                "prompt": _prompt(row["question"], config.generation.system_prompt),
+                "prompt": _prompt(row["question"], system),
             }
         )
     canonical = json.dumps(
@@ -122,6 +139,7 @@ def test_items(config: EvalConfig) -> tuple[list[dict[str, Any]], list[str]]:
             raise UserError(f"test split of dataset {ref!r} unavailable: {exc}") from exc
         return [], [f"test split skipped: dataset {ref!r} unavailable ({exc})"]
     items, text_records = [], 0
+    system = system_prompt(config)
     for row in rows:
         messages = row.get("messages") or []
         last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
@@ -129,8 +147,8 @@ def test_items(config: EvalConfig) -> tuple[list[dict[str, Any]], list[str]]:
             text_records += 1
             continue
         prompt = [dict(m) for m in messages[:last]]
-        if config.generation.system_prompt and prompt[0].get("role") != "system":
-            prompt.insert(0, {"role": "system", "content": config.generation.system_prompt})
+        if system and prompt[0].get("role") != "system":
+            prompt.insert(0, {"role": "system", "content": system})
         question = next((m["content"] for m in reversed(prompt) if m["role"] == "user"), "")
         items.append(
             {
