@@ -92,11 +92,11 @@ def test_rendered_manifests_have_env_specifics(tmp_path):
         prod.serving.min_replicas,
         prod.serving.max_replicas,
     )
-    assert predictor["serviceAccountName"] == "tuneops-serve"
+    assert predictor["serviceAccountName"] == "model-server"
     # Model by its pinned storage URI, image by an immutable tag.
     assert _storage(prod_isvc) == V1
     image = _container(prod_isvc)["image"]
-    assert image.endswith("/tuneops-prod/serve:0.1.0-gpu")
+    assert image.endswith("/tuneops/serve:0.1.0-gpu")
     assert _container(prod_isvc)["args"][:3] == ["serve", "--model", "/mnt/models"]
     # App of apps: the root app syncs apps/, which holds the serving app.
     root_app = _load(tmp_path, "prod", "root-app.yaml")
@@ -111,7 +111,7 @@ def test_image_digest_pins_the_image(tmp_path):
     cfg = load_deploy_config("dev", overrides=[f"images.images.serve.digest={digest}"])
     gitops.render(cfg, model=V1, root=tmp_path)
     image = _container(_load(tmp_path, "dev", "serving/inferenceservice.yaml"))["image"]
-    assert image.endswith(f"/tuneops-dev/serve@{digest}")
+    assert image.endswith(f"/tuneops/serve@{digest}")
 
 
 def test_moving_tags_are_refused():

@@ -42,9 +42,9 @@ def test_trainjob_shape_for_prod():
     assert "optim.epochs=1" in sets and "lora.r=8" in sets
     name = job["metadata"]["name"]
     assert f"checkpoint.uri={cfg.training.output_uri}/{name}/checkpoints" in sets
-    assert trainer["image"].endswith("/tuneops-prod/train:0.1.0")
+    assert trainer["image"].endswith("/tuneops/train:0.1.0")
     pod = _pod_spec(job)
-    assert pod["serviceAccountName"] == "tuneops-trainer"
+    assert pod["serviceAccountName"] == "trainer"
     assert pod["tolerations"] == [
         {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
     ]

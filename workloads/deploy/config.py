@@ -119,7 +119,7 @@ class ServingConfig(StrictModel):
     mode: Literal["standard", "knative"] = "standard"
     name: str = "cloudops-assistant"
     namespace: str = "tuneops"
-    service_account: str = "tuneops-serve"
+    service_account: str = "model-server"
     # Name of the image in `images` (serve, or serve-gpu where the environment serves on GPU).
     image: str = "serve"
     gpu: bool = False
@@ -183,7 +183,7 @@ class RegistryRefConfig(StrictModel):
 class TrainingConfig(StrictModel):
     image: str = "train"
     namespace: str = "tuneops"
-    service_account: str = "tuneops-trainer"
+    service_account: str = "trainer"
     # ClusterTrainingRuntime that Kubeflow Trainer ships for torchrun jobs.
     runtime: str = "torch-distributed"
     runtime_kind: Literal["ClusterTrainingRuntime", "TrainingRuntime"] = "ClusterTrainingRuntime"
