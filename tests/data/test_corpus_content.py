@@ -164,9 +164,10 @@ def test_cli_exit_codes_and_bad_lines(tmp_path, shipped, capsys):
     assert cc.main([]) == 0
     assert "0 problems" in capsys.readouterr().out
 
-    leaky = [*corpus, {**corpus[0], "id": "cq-9999", "answer": benchmark[0]["reference"]}]
+    # Small slices keep this fast; the counts then fail too, which must not hide the leak.
+    leaky = [*corpus[:30], {**corpus[0], "id": "cq-9999", "answer": benchmark[0]["reference"]}]
     corpus_path = _write_jsonl(tmp_path / "corpus.jsonl", leaky)
-    bench_path = _write_jsonl(tmp_path / "bench.jsonl", benchmark)
+    bench_path = _write_jsonl(tmp_path / "bench.jsonl", benchmark[:20])
     assert cc.main(["--corpus", str(corpus_path), "--benchmark", str(bench_path)]) == 1
     assert "contamination: corpus cq-9999" in capsys.readouterr().out
 
