@@ -156,7 +156,7 @@ class DedupConfig(StrictModel):
     threshold: float = Field(0.7, gt=0, le=1, description="estimated Jaccard similarity")
     num_perm: int = Field(128, ge=16, le=512)
     shingle: Literal["word", "char"] = "word"
-    shingle_size: int = Field(2, ge=1, le=16)
+    shingle_size: int = Field(1, ge=1, le=16)
     seed: int = 1
 
 

@@ -40,8 +40,25 @@ def exact_key(text: str) -> int:
     return xxhash.xxh64_intdigest(" ".join(_WORD.findall(text.lower())).encode())
 
 
-def shingle_hashes(text: str, kind: str = "word", size: int = 2) -> np.ndarray:
-    """32-bit hashes of the text's n-gram shingles (may repeat; repeats do not change a min)."""
+_WORD_HASHES: dict[str, int] = {}
+_WORD_CACHE_LIMIT = 2_000_000
+
+
+def _word_hashes(words: list[str]) -> np.ndarray:
+    """xxh32 of each word, through a cache: word frequencies are Zipf-shaped, so most
+    lookups hit, and ``map(dict.__getitem__)`` runs in C."""
+    cache = _WORD_HASHES
+    if len(cache) > _WORD_CACHE_LIMIT:
+        cache.clear()
+    for word in words:
+        if word not in cache:
+            cache[word] = xxhash.xxh32_intdigest(word.encode())
+    return np.fromiter(map(cache.__getitem__, words), dtype=np.uint32, count=len(words))
+
+
+def shingle_hashes(text: str, kind: str = "word", size: int = 1) -> np.ndarray:
+    """32-bit hashes of the text's shingles: word n-grams (``size`` 1 is the set of words) or
+    character n-grams. Values may repeat; a repeat never changes a minimum."""
     text = text.lower()
     if kind == "char":
         flat = " ".join(_WORD.findall(text))
@@ -54,17 +71,20 @@ def shingle_hashes(text: str, kind: str = "word", size: int = 2) -> np.ndarray:
             ),
             dtype=np.uint32,
         )
-    words = np.fromiter(
-        (xxhash.xxh32_intdigest(w.encode()) for w in _WORD.findall(text)), dtype=np.uint32
-    )
-    if len(words) <= size:
+    words = _WORD.findall(text)
+    if size == 1:
+        return _word_hashes(list(set(words)))
+    hashes = _word_hashes(words)
+    if len(hashes) <= size:
         combined = np.uint32(0)
-        for w in words:
-            combined = combined * _MIX + w
+        with np.errstate(over="ignore"):
+            for value in hashes:
+                combined = combined * _MIX + value
         return np.array([combined], dtype=np.uint32)
-    grams = words[: len(words) - size + 1].copy()
-    for offset in range(1, size):
-        grams = grams * _MIX + words[offset : len(words) - size + 1 + offset]
+    grams = hashes[: len(hashes) - size + 1].copy()
+    with np.errstate(over="ignore"):
+        for offset in range(1, size):
+            grams = grams * _MIX + hashes[offset : len(hashes) - size + 1 + offset]
     return grams
 
 

@@ -114,6 +114,9 @@ def _tokenizer_dir(ref: str) -> Path:
             with atomic_dir(target) as tmp:
                 tokenizer.save_pretrained(tmp)
         return target
+    local = Path(ref).expanduser()
+    if (local / "tokenizer_config.json").is_file():
+        return local
     return resolve_model(ref)
 
 
