@@ -9,7 +9,8 @@ PY := $(VENV)/bin/python
 TUNEOPS := $(VENV)/bin/tuneops
 STAMP := $(VENV)/.installed
 ENV ?= local
-export TF_CLI_CONFIG_FILE := $(CURDIR)/infra/terraform.rc
+# Terraform's CLI config is infra/terraform.rc; the infra commands render it for this machine
+# (provider mirror from $$TUNEOPS_TF_PLUGIN_MIRROR) into .cache/infra/ and set TF_CLI_CONFIG_FILE.
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help setup lock test test-fast lint fmt demo \

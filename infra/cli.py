@@ -1,5 +1,255 @@
-"""Commands of this area; wired into the `tuneops` CLI by tuneops/cli.py."""
+"""Commands of this area; wired into the `tuneops` CLI by tuneops/cli.py.
+
+Three groups: ``tuneops infra ...`` (cdktf + Terraform + policy gate), ``tuneops local ...``
+(the local platform's services) and ``tuneops platform ...`` (Helm releases on a live cluster).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
+from tuneops.errors import UserError
+
 app = typer.Typer(no_args_is_help=True)
+infra_app = typer.Typer(no_args_is_help=True, help="Provision environments with cdktf + Terraform.")
+local_app = typer.Typer(no_args_is_help=True, help="Run the local platform (moto's AWS, ...).")
+platform_app = typer.Typer(no_args_is_help=True, help="Inspect and roll back platform releases.")
+app.add_typer(infra_app, name="infra")
+app.add_typer(local_app, name="local")
+app.add_typer(platform_app, name="platform")
+
+ENV_OPT = typer.Option("local", "--env", "-e", help="environment (configs/infra/environments/)")
+SET_OPT = typer.Option(
+    None, "--set", help="override a value of the environment file for this run: key.sub=value"
+)
+OUTDIR_OPT = typer.Option(None, "--outdir", help="cdktf output folder (default from config)")
+
+
+def _runner(env: str, overrides: list[str] | None, outdir: Path | None):
+    from infra.ops import Runner
+
+    return Runner(env, overrides=overrides, outdir=outdir)
+
+
+# ----------------------------------------------------------------------------- infra
+
+
+@infra_app.command("synth")
+def synth_cmd(
+    env: str | None = typer.Option(None, "--env", "-e", help="one environment; all when omitted"),
+    overrides: list[str] | None = SET_OPT,
+    outdir: Path | None = OUTDIR_OPT,
+) -> None:
+    """Synthesize the stacks of one environment, or of all of them in one process."""
+    from infra.app import synth
+    from infra.config import environment_names, load_environment
+
+    names = [env] if env else environment_names()
+    for name in names:
+        load_environment(name, overrides if env else None)  # fail fast on a bad config
+    with _status(f"synthesizing {', '.join(names)}"):
+        result = synth(names, outdir, overrides={env: overrides} if env else None)
+    total = sum(len(s) for s in result.stacks.values())
+    typer.echo(
+        f"synth: {total} stacks of {len(names)} environment(s) in {result.seconds:.1f} s "
+        f"-> {result.outdir}/stacks/"
+    )
+
+
+@infra_app.command("policy")
+def policy_cmd(
+    env: str = ENV_OPT,
+    overrides: list[str] | None = SET_OPT,
+    outdir: Path | None = OUTDIR_OPT,
+    synth: bool = typer.Option(True, help="synthesize first"),
+) -> None:
+    """Run the checkov policy gate over the synthesized stacks of an environment."""
+    runner = _runner(env, overrides, outdir)
+    if synth:
+        with _status(f"synthesizing {env}"):
+            runner.synth()
+    with _status(f"checking {env}"):
+        runner.policy()
+
+
+@infra_app.command("plan")
+def plan_cmd(
+    env: str = ENV_OPT, overrides: list[str] | None = SET_OPT, outdir: Path | None = OUTDIR_OPT
+) -> None:
+    """Synth, policy, then terraform init and plan for each stack in order (plans are saved)."""
+    _runner(env, overrides, outdir).plan()
+
+
+@infra_app.command("apply")
+def apply_cmd(
+    env: str = ENV_OPT, overrides: list[str] | None = SET_OPT, outdir: Path | None = OUTDIR_OPT
+) -> None:
+    """Apply the saved plans in order (prod asks for confirmation unless AUTO_APPROVE=1)."""
+    _runner(env, overrides, outdir).apply()
+
+
+@infra_app.command("destroy")
+def destroy_cmd(
+    env: str = ENV_OPT, overrides: list[str] | None = SET_OPT, outdir: Path | None = OUTDIR_OPT
+) -> None:
+    """Destroy every stack of an environment, in reverse order."""
+    _runner(env, overrides, outdir).destroy()
+
+
+@infra_app.command("drift")
+def drift_cmd(
+    env: str = ENV_OPT, overrides: list[str] | None = SET_OPT, outdir: Path | None = OUTDIR_OPT
+) -> None:
+    """Plan with -detailed-exitcode per stack; any change fails and names the resources."""
+    _runner(env, overrides, outdir).drift()
+
+
+@infra_app.command("check-manifests")
+def check_manifests_cmd(
+    paths: list[Path] = typer.Argument(..., help="manifest files or folders (e.g. gitops/dev)"),
+) -> None:
+    """Run the Kubernetes policy gate over rendered manifests."""
+    from infra.policy import check_manifests
+
+    with _status("checking manifests"):
+        result = check_manifests(paths)
+    for failure in result.failures:
+        typer.echo(f"  FAILED {failure}")
+    typer.echo(f"policy: {result.summary()}")
+    if not result.ok:
+        raise UserError(f"manifest policy gate failed: {result.failed} failed checks")
+
+
+# ----------------------------------------------------------------------------- local
+
+
+@local_app.command("up")
+def local_up(
+    overrides: list[str] | None = SET_OPT,
+    only: list[str] | None = typer.Option(None, "--only", help="start only these services"),
+) -> None:
+    """Start the local platform's services (idempotent) and create the local state bucket."""
+    from infra.bootstrap import bootstrap_state_bucket
+    from infra.config import load_environment
+    from infra.local.moto import MotoService
+    from infra.local.service import discover
+
+    env = load_environment("local", overrides)
+    services = discover()
+    for name, cls in services.items():
+        if only and name not in only:
+            continue
+        service = MotoService(endpoint=env.local_endpoint) if cls is MotoService else cls()
+        with _status(f"starting {name}"):
+            status = service.start()
+        typer.echo(status.line())
+        if cls is MotoService:
+            result = bootstrap_state_bucket(env)
+            typer.echo(f"{'':<14} state bucket {result.bucket} ready")
+    typer.echo(f"local: {len(services)} service(s) known, logs under {_local_root()}")
+
+
+@local_app.command("down")
+def local_down(
+    overrides: list[str] | None = SET_OPT,
+    reset: bool = typer.Option(False, help="also forget moto's recorded state"),
+) -> None:
+    """Stop the local platform's services (their data stays under .cache/local/)."""
+    from infra.config import load_environment
+    from infra.local.moto import MotoService
+    from infra.local.service import discover
+
+    env = load_environment("local", overrides)
+    stopped = 0
+    for _name, cls in reversed(list(discover().items())):
+        service = MotoService(endpoint=env.local_endpoint) if cls is MotoService else cls()
+        stopped += bool(service.stop())
+        if reset and isinstance(service, MotoService):
+            service.reset()
+    typer.echo(f"local: stopped {stopped} service(s)" + ("; moto state reset" if reset else ""))
+
+
+@local_app.command("status")
+def local_status(overrides: list[str] | None = SET_OPT) -> None:
+    """Show what the local platform runs, where, and its health."""
+    from infra.config import load_environment
+    from infra.local.moto import MotoService
+    from infra.local.service import discover
+
+    env = load_environment("local", overrides)
+    healthy = 0
+    services = discover()
+    for cls in services.values():
+        service = MotoService(endpoint=env.local_endpoint) if cls is MotoService else cls()
+        status = service.status()
+        healthy += status.healthy
+        typer.echo(status.line())
+    typer.echo(f"local: {healthy}/{len(services)} service(s) healthy")
+
+
+@local_app.command("logs")
+def local_logs(name: str, lines: int = typer.Option(50, "--lines", "-n")) -> None:
+    """Print the end of a service's log."""
+    from infra.local.service import discover
+
+    services = discover()
+    if name not in services:
+        raise UserError(f"unknown service {name!r}; known: {', '.join(services)}")
+    typer.echo(services[name]().logs(lines))
+
+
+def _local_root() -> Path:
+    from infra.local.service import local_root
+
+    return local_root()
+
+
+# ----------------------------------------------------------------------------- platform
+
+
+@platform_app.command("status")
+def platform_status(
+    env: str = typer.Argument(..., help="environment"),
+    context: str | None = typer.Option(None, help="kubeconfig context (default: current)"),
+) -> None:
+    """Deployed revision, status and chart version of every catalog release."""
+    from infra.helm import status
+
+    for line in status(env, context):
+        typer.echo(line)
+
+
+@platform_app.command("diff")
+def platform_diff(
+    env: str = typer.Argument(..., help="environment"),
+    context: str | None = typer.Option(None, help="kubeconfig context (default: current)"),
+) -> None:
+    """Compare deployed chart versions and values with the catalog; non-zero when they differ."""
+    from infra.helm import diff
+
+    lines, differs = diff(env, context)
+    for line in lines:
+        typer.echo(line)
+    if differs:
+        raise UserError(f"{differs} release(s) of {env} differ from the catalog")
+
+
+@platform_app.command("rollback")
+def platform_rollback(
+    env: str = typer.Argument(..., help="environment"),
+    release: str = typer.Option(..., "--release", "-r", help="release name from the catalog"),
+    revision: int | None = typer.Option(None, help="revision (default: the previous one)"),
+    context: str | None = typer.Option(None, help="kubeconfig context (default: current)"),
+) -> None:
+    """Roll one release back to an earlier revision."""
+    from infra.helm import rollback
+
+    typer.echo(rollback(env, release, revision, context))
+
+
+def _status(text: str):
+    from rich.console import Console
+
+    return Console(stderr=True).status(text)

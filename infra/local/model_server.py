@@ -1,0 +1,75 @@
+"""The model server of the local platform: ``tuneops serve`` (KServe ModelServer with the
+OpenAI routes) on loopback, resolving ``models:/`` references through the local MLflow server
+and ``s3://`` ones through moto's S3, as the InferenceService does on the cluster.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from infra.local.mlflow_server import MlflowServerService
+from infra.local.postgres import LocalPlatformSettings, load_platform_settings
+from infra.local.service import Service, ServiceStatus, register
+from tuneops.errors import UserError
+from tuneops.paths import REPO_ROOT
+
+
+@register
+class ModelServerService(Service):
+    name = "model-server"
+    order = 40
+    start_timeout_s = 300.0  # loading (and, the first time, converting) the model
+
+    def __init__(
+        self,
+        root: Path | None = None,
+        settings: LocalPlatformSettings | None = None,
+        *,
+        model: str | None = None,
+        mlflow: MlflowServerService | None = None,
+    ) -> None:
+        super().__init__(root)
+        self.settings = settings or load_platform_settings()
+        self.host = self.settings.host
+        self.port = self.settings.model_server.port
+        self.model = model or self.settings.model_server.model
+        self.mlflow = mlflow or MlflowServerService(self.root.parent, self.settings)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    def environment(self) -> dict[str, str]:
+        return {
+            **self.mlflow.environment(),
+            "MLFLOW_TRACKING_URI": self.mlflow.url,
+        }
+
+    def command(self) -> list[str]:
+        from workloads.serve.process import ServerProcess
+
+        server = ServerProcess(
+            self.model,
+            config=REPO_ROOT / self.settings.model_server.config,
+            port=self.port,
+        )
+        server.host = self.host
+        return server.command()
+
+    def healthy(self) -> bool:
+        import requests
+
+        try:
+            return requests.get(f"{self.url}/v2/health/ready", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def start(self) -> ServiceStatus:
+        if not self.settings.model_server.enabled:
+            return self.status()  # turned off in configs/deploy/platform/local.yaml
+        if self.model.startswith("models:/") and not self.mlflow.healthy():
+            raise UserError(f"{self.model} needs the local MLflow server at {self.mlflow.url}")
+        return super().start()

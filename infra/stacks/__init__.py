@@ -1,0 +1,1 @@
+"""One module per concern; ``infra.app`` composes them into the stacks of each environment."""

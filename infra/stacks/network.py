@@ -1,0 +1,234 @@
+"""Network: a VPC with public and private subnets in every AZ, NAT, flow logs and an S3
+gateway endpoint."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from cdktf import Fn
+from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
+from cdktf_cdktf_provider_aws.default_security_group import DefaultSecurityGroup
+from cdktf_cdktf_provider_aws.eip import Eip
+from cdktf_cdktf_provider_aws.flow_log import FlowLog
+from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
+from cdktf_cdktf_provider_aws.internet_gateway import InternetGateway
+from cdktf_cdktf_provider_aws.kms_key import KmsKey
+from cdktf_cdktf_provider_aws.nat_gateway import NatGateway
+from cdktf_cdktf_provider_aws.route import Route
+from cdktf_cdktf_provider_aws.route_table import RouteTable
+from cdktf_cdktf_provider_aws.route_table_association import RouteTableAssociation
+from cdktf_cdktf_provider_aws.subnet import Subnet
+from cdktf_cdktf_provider_aws.vpc import Vpc
+from cdktf_cdktf_provider_aws.vpc_endpoint import VpcEndpoint
+from constructs import Construct
+
+from infra.config import Environment
+from infra.constructs import key_policy, policy_json
+from infra.stacks.base import EnvStack
+
+
+def subnet_cidrs(cidr: str, count: int) -> tuple[list[str], list[str]]:
+    """Public subnets take the first /24s, private subnets /20s further up the range."""
+    net = ipaddress.ip_network(cidr)
+    small = list(net.subnets(new_prefix=24))
+    public = [str(s) for s in small[:count]]
+    large = list(net.subnets(new_prefix=20))
+    private = [str(s) for s in large[1 : count + 1]]
+    return public, private
+
+
+class Network(Construct):
+    def __init__(self, scope: Construct, id_: str, env: Environment) -> None:
+        super().__init__(scope, id_)
+        cfg = env.network
+        cluster = env.cluster.name
+        self.vpc = Vpc(
+            self,
+            "vpc",
+            cidr_block=cfg.cidr,
+            enable_dns_hostnames=True,
+            enable_dns_support=True,
+            tags={"Name": f"{cluster}-vpc"},
+        )
+        # Lock the default security group down: nothing may use it by accident.
+        DefaultSecurityGroup(self, "default-sg", vpc_id=self.vpc.id, ingress=[], egress=[])
+        igw = InternetGateway(self, "igw", vpc_id=self.vpc.id, tags={"Name": f"{cluster}-igw"})
+
+        public_cidrs, private_cidrs = subnet_cidrs(cfg.cidr, len(cfg.azs))
+        self.public_subnets: list[Subnet] = []
+        self.private_subnets: list[Subnet] = []
+        for index, az in enumerate(cfg.azs):
+            self.public_subnets.append(
+                Subnet(
+                    self,
+                    f"public-{az}",
+                    vpc_id=self.vpc.id,
+                    cidr_block=public_cidrs[index],
+                    availability_zone=az,
+                    map_public_ip_on_launch=False,
+                    tags={
+                        "Name": f"{cluster}-public-{az}",
+                        "kubernetes.io/role/elb": "1",
+                        f"kubernetes.io/cluster/{cluster}": "shared",
+                    },
+                )
+            )
+            self.private_subnets.append(
+                Subnet(
+                    self,
+                    f"private-{az}",
+                    vpc_id=self.vpc.id,
+                    cidr_block=private_cidrs[index],
+                    availability_zone=az,
+                    tags={
+                        "Name": f"{cluster}-private-{az}",
+                        "kubernetes.io/role/internal-elb": "1",
+                        f"kubernetes.io/cluster/{cluster}": "shared",
+                    },
+                )
+            )
+
+        public_rt = RouteTable(
+            self, "public-rt", vpc_id=self.vpc.id, tags={"Name": f"{cluster}-public"}
+        )
+        Route(
+            self,
+            "public-default",
+            route_table_id=public_rt.id,
+            destination_cidr_block="0.0.0.0/0",
+            gateway_id=igw.id,
+        )
+        for subnet, az in zip(self.public_subnets, cfg.azs, strict=True):
+            RouteTableAssociation(
+                self, f"public-rta-{az}", subnet_id=subnet.id, route_table_id=public_rt.id
+            )
+
+        # NAT: none, one shared by every AZ (cheaper), or one per AZ (no cross-AZ dependency).
+        nat_azs = {"none": [], "single": cfg.azs[:1], "per_az": cfg.azs}[cfg.nat]
+        nats: dict[str, NatGateway] = {}
+        for az in nat_azs:
+            index = cfg.azs.index(az)
+            eip = Eip(self, f"nat-eip-{az}", domain="vpc", tags={"Name": f"{cluster}-nat-{az}"})
+            nats[az] = NatGateway(
+                self,
+                f"nat-{az}",
+                allocation_id=eip.id,
+                subnet_id=self.public_subnets[index].id,
+                tags={"Name": f"{cluster}-nat-{az}"},
+                depends_on=[igw],
+            )
+        self.private_route_tables: list[RouteTable] = []
+        for subnet, az in zip(self.private_subnets, cfg.azs, strict=True):
+            rt = RouteTable(
+                self,
+                f"private-rt-{az}",
+                vpc_id=self.vpc.id,
+                tags={"Name": f"{cluster}-private-{az}"},
+            )
+            self.private_route_tables.append(rt)
+            nat = nats.get(az) or (next(iter(nats.values())) if nats else None)
+            if nat is not None:
+                Route(
+                    self,
+                    f"private-default-{az}",
+                    route_table_id=rt.id,
+                    destination_cidr_block="0.0.0.0/0",
+                    nat_gateway_id=nat.id,
+                )
+            RouteTableAssociation(
+                self, f"private-rta-{az}", subnet_id=subnet.id, route_table_id=rt.id
+            )
+
+        # S3 traffic from private subnets stays on the AWS network (and off the NAT bill).
+        self.s3_endpoint = VpcEndpoint(
+            self,
+            "s3-endpoint",
+            vpc_id=self.vpc.id,
+            service_name=f"com.amazonaws.{env.region}.s3",
+            vpc_endpoint_type="Gateway",
+            route_table_ids=[rt.id for rt in self.private_route_tables],
+            tags={"Name": f"{cluster}-s3"},
+        )
+
+        # VPC flow logs to CloudWatch Logs, encrypted with a key of their own.
+        self.logs_key = KmsKey(
+            self,
+            "flow-logs-key",
+            description=f"{cluster} VPC flow logs",
+            enable_key_rotation=True,
+            deletion_window_in_days=7 if not env.is_prod else 30,
+            policy=key_policy(env.account_id, [f"logs.{env.region}.amazonaws.com"]),
+        )
+        log_group = CloudwatchLogGroup(
+            self,
+            "flow-logs",
+            name=f"/tuneops/{env.name}/vpc-flow-logs",
+            retention_in_days=cfg.flow_log_retention_days,
+            kms_key_id=self.logs_key.arn,
+        )
+        role = IamRole(
+            self,
+            "flow-logs-role",
+            name=f"{cluster}-vpc-flow-logs",
+            assume_role_policy=policy_json(
+                [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ]
+            ),
+        )
+        IamRolePolicy(
+            self,
+            "flow-logs-policy",
+            name="write-flow-logs",
+            role=role.id,
+            policy=Fn.jsonencode(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": [
+                                "logs:CreateLogStream",
+                                "logs:PutLogEvents",
+                                "logs:DescribeLogStreams",
+                            ],
+                            "Resource": [log_group.arn, f"{log_group.arn}:*"],
+                        }
+                    ],
+                }
+            ),
+        )
+        FlowLog(
+            self,
+            "flow-log",
+            vpc_id=self.vpc.id,
+            traffic_type="ALL",
+            log_destination_type="cloud-watch-logs",
+            log_destination=log_group.arn,
+            iam_role_arn=role.arn,
+            max_aggregation_interval=60,
+        )
+
+
+class NetworkStack(EnvStack):
+    stack_kind = "network"
+
+    def __init__(self, scope: Construct, env: Environment) -> None:
+        super().__init__(scope, env)
+        net = Network(self, "network", env)
+        self.output("vpc_id", net.vpc.id, "VPC id")
+        self.output("vpc_cidr", net.vpc.cidr_block, "VPC CIDR block")
+        self.output(
+            "private_subnet_ids",
+            [s.id for s in net.private_subnets],
+            "private subnets (nodes, RDS)",
+        )
+        self.output(
+            "public_subnet_ids", [s.id for s in net.public_subnets], "public subnets (NAT, LBs)"
+        )
+        self.output("s3_endpoint_id", net.s3_endpoint.id, "S3 gateway endpoint")
