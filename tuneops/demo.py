@@ -20,6 +20,7 @@ console = Console()
 # (title, "module:function"). Order is the order of the loop.
 STEPS: list[tuple[str, str]] = [
     ("Dataset snapshot", "workloads.data.demo:run"),
+    ("Local infrastructure (apply ENV=local)", "infra.demo:run"),
 ]
 
 
