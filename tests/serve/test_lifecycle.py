@@ -1,0 +1,125 @@
+"""Where the server loads models from, and how it stops."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+
+from workloads.serve.process import ServerProcess
+
+FAST = ["dtype=float32", "limits.max_new_tokens=400"]
+
+
+def chat(server, content="What is a Kubernetes Service?", **kw):
+    client = openai.OpenAI(base_url=server.openai_url, api_key="unused", max_retries=0)
+    return client.chat.completions.create(
+        model="cloudops-assistant",
+        messages=[{"role": "user", "content": content}],
+        temperature=0,
+        **kw,
+    )
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    """Resolved model copies go to a throwaway cache (the server process inherits it)."""
+    monkeypatch.setenv("TUNEOPS_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.mark.e2e
+def test_loads_from_a_registry_alias(tiny_model_dir, mlflow_uri, private_cache):
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(mlflow_uri)
+    mlflow.set_experiment("serve-test")
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(tiny_model_dir), artifact_path="model")
+    client = MlflowClient()
+    client.create_registered_model("serve-test-model")
+    version = client.create_model_version(
+        "serve-test-model", source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+    )
+    client.set_registered_model_alias("serve-test-model", "champion", version.version)
+
+    with ServerProcess("models:/serve-test-model@champion", overrides=FAST) as server:
+        reply = chat(server, max_tokens=6)
+        assert reply.choices[0].message.content
+    assert any((private_cache / "models" / "mlflow").iterdir()), "not resolved through MLflow"
+
+
+@pytest.mark.e2e
+def test_loads_from_moto_served_s3(tiny_model_dir, private_cache, monkeypatch):
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    moto.start()
+    try:
+        host, port = moto.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        aws = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        for key, value in aws.items():
+            monkeypatch.setenv(key, value)
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="models")
+        for path in tiny_model_dir.iterdir():
+            s3.upload_file(str(path), "models", f"cloudops/v1/{path.name}")
+
+        with ServerProcess("s3://models/cloudops/v1", overrides=FAST) as server:
+            assert chat(server, max_tokens=6).choices[0].message.content
+    finally:
+        moto.stop()
+
+
+@pytest.mark.e2e
+def test_sigterm_drains_in_flight_requests(tiny_model_dir):
+    """SIGTERM while a stream and three plain requests are running: all four complete."""
+    server = ServerProcess(str(tiny_model_dir), overrides=FAST)
+    server.start()
+    results: list = []
+    errors: list = []
+
+    def call():
+        try:
+            results.append(chat(server, max_tokens=120))
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(3)]
+    try:
+        stream = iter(chat(server, max_tokens=120, stream=True))
+        first = next(stream)  # the streamed request is in flight
+        for t in threads:
+            t.start()
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            for _ in range(200):  # wait until the three plain requests are in too
+                if "tuneops_serve_in_flight_requests 5.0" in http.get("/metrics").text:
+                    break  # 1 stream + 3 plain + this scrape
+                time.sleep(0.05)
+        server.terminate()
+        rest = list(stream)
+        for t in threads:
+            t.join(120)
+        assert server.proc.wait(60) == 0, server.log_tail()
+    finally:
+        server.stop()
+
+    pieces = [c.choices[0] for c in [first, *rest] if c.choices]
+    assert pieces[-1].finish_reason in {"stop", "length"}, "the stream was cut off"
+    assert "".join(p.delta.content or "" for p in pieces)
+    assert not errors, errors
+    assert len(results) == 3 and all(r.choices[0].message.content for r in results)
+    # Once drained and gone, nothing listens on the port any more.
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{server.url}/v2/health/live", timeout=2)
