@@ -75,8 +75,11 @@ def decontaminate(
         benchmark = load_benchmark(resolve_path(cfg.benchmark) if cfg.benchmark else None)
     index = BenchmarkIndex(benchmark, cfg.ngram)
     result = StageResult([])
+    highest = (0.0, None, None)
     for record in records:
         score, item, field = index.overlap(content_text(record))
+        if score < cfg.threshold and score > highest[0]:
+            highest = (score, record["id"], item)
         if score >= cfg.threshold:
             result.rejects.append(
                 make_reject(
@@ -94,5 +97,9 @@ def decontaminate(
         "benchmark_items": len(benchmark),
         "ngram": cfg.ngram,
         "threshold": cfg.threshold,
+        # The closest a kept record came to the benchmark: evidence for the data card.
+        "max_kept_overlap": round(highest[0], 3),
+        "max_kept_overlap_record": highest[1],
+        "max_kept_overlap_item": highest[2],
     }
     return result

@@ -275,7 +275,8 @@ def render_datacard(config: DataConfig, manifest: dict[str, Any]) -> str:
         "first record of each group is kept.",
         (
             f"- Decontaminated against the evaluation benchmark ({config.decontaminate.ngram}-gram "
-            f"overlap >= {config.decontaminate.threshold} rejected)."
+            f"overlap >= {config.decontaminate.threshold} rejected; the highest overlap kept is "
+            f"{manifest['stages']['decontaminate']['stats'].get('max_kept_overlap', 0):.0%})."
             if config.decontaminate.enabled
             else "- Not decontaminated (disabled in the config)."
         ),

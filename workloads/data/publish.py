@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from tuneops.errors import MissingToolError, UserError
@@ -19,6 +20,7 @@ def upload_snapshot(snapshot: Snapshot, uri: str) -> str:
     boto3 at another S3-compatible endpoint, such as the local environment's).
     """
     import boto3
+    from boto3.exceptions import S3UploadFailedError
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
     if not uri.startswith("s3://"):
@@ -37,7 +39,7 @@ def upload_snapshot(snapshot: Snapshot, uri: str) -> str:
             "no AWS credentials for the upload; set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
             "AWS_SECRET_ACCESS_KEY (for the local environment: `tuneops local up`)"
         ) from exc
-    except (BotoCoreError, ClientError) as exc:
+    except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
         raise UserError(f"upload to s3://{bucket}/{key_prefix} failed: {exc}") from exc
     return f"s3://{bucket}/{key_prefix}"
 
@@ -69,12 +71,15 @@ def log_snapshot_to_mlflow(
                 },
                 columns=["id", "kind", "messages", "text", "source", "category"],
             )
-            dataset = mlflow.data.from_pandas(
-                frame,
-                source=f"{source}/{split_name}.jsonl",
-                name=f"{snapshot.name}-{split_name}",
-                digest=snapshot.id,
-            )
+            with warnings.catch_warnings():
+                # A local path matches two equivalent local source types; either is right.
+                warnings.filterwarnings("ignore", message=".*interpreted in multiple ways.*")
+                dataset = mlflow.data.from_pandas(
+                    frame,
+                    source=f"{source}/{split_name}.jsonl",
+                    name=f"{snapshot.name}-{split_name}",
+                    digest=snapshot.id,
+                )
             mlflow.log_input(dataset, context=split_name)
         mlflow.set_tags(
             {
