@@ -271,6 +271,7 @@ def test_cli_prints_diff_and_one_line_errors(tmp_path):
         check=True,
     )
     assert "+++ b/" in out.stdout and "rendered dev" in out.stdout
+    assert "policy gate: " in out.stdout and " 0 failed" in out.stdout  # the real gate ran
     out = subprocess.run(
         [
             *cmd,

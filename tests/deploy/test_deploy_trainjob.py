@@ -35,10 +35,15 @@ def test_trainjob_shape_for_prod():
     assert trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "8"
     # The same entrypoint as on a laptop, under torchrun, data and outputs on S3.
     command = trainer["command"]
-    assert command[:4] == ["torchrun", "--no-python", "tuneops", "train"]
-    assert command[command.index("--config") + 1] == "configs/train/default.yaml"
-    assert command[command.index("--dataset") + 1] == cfg.training.data_uri
-    sets = [command[i + 1] for i, arg in enumerate(command) if arg == "--set"]
+    stage, train = command[: command.index("--")], command[command.index("--") + 1 :]
+    # Each pod stages the snapshot from S3, then execs torchrun over `tuneops train`.
+    assert stage[:3] == ["python", "-m", "workloads.deploy.stage"]
+    assert stage[stage.index("--from") + 1] == cfg.training.data_uri
+    assert stage[stage.index("--dataset") + 1] == "cloudops"  # from the train config
+    assert train[:4] == ["torchrun", "--no-python", "tuneops", "train"]
+    assert train[train.index("--config") + 1] == "configs/train/default.yaml"
+    assert train[train.index("--env") + 1] == "prod"
+    sets = [train[i + 1] for i, arg in enumerate(train) if arg == "--set"]
     assert "optim.epochs=1" in sets and "lora.r=8" in sets
     name = job["metadata"]["name"]
     assert f"checkpoint.uri={cfg.training.output_uri}/{name}/checkpoints" in sets
@@ -51,6 +56,13 @@ def test_trainjob_shape_for_prod():
     assert pod["nodeSelector"]["node.kubernetes.io/instance-type"] == "p4d.24xlarge"
     env = {e["name"]: e["value"] for e in trainer["env"]}
     assert env["TUNEOPS_OUTPUT_URI"].startswith("s3://") and "MLFLOW_TRACKING_URI" in env
+
+
+def test_dataset_override_goes_to_the_stage_step():
+    cfg = load_deploy_config("dev")
+    command = build_trainjob(cfg, CONFIG, ["dataset=cloudops/abc123"])["spec"]["trainer"]["command"]
+    assert command[command.index("--dataset") + 1] == "cloudops/abc123"
+    assert "dataset=cloudops/abc123" not in command  # the stage step sets it after staging
 
 
 def test_trainjob_is_deterministic_and_follows_config():

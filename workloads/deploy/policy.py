@@ -46,19 +46,17 @@ def run_policy_gate(paths: Sequence[Path]) -> str:
         shown = "; ".join(failures[:5])
         more = f" (+{len(failures) - 5} more)" if len(failures) > 5 else ""
         raise UserError(f"policy gate refused the manifests: {shown}{more}")
-    return f"passed ({len(paths)} files)"
+    summary = getattr(result, "summary", None)
+    return summary() if callable(summary) else f"passed ({len(paths)} files)"
 
 
 def _failures(result: object) -> list[str]:
-    """Accept the gate's report as a list of failures, or an object with ``failed``/``ok``."""
+    """The gate's failures: a list of them, or a report with ``ok`` and ``failures``."""
     if result is None:
         return []
-    failed = getattr(result, "failed", None)
-    if failed is None and isinstance(result, dict):
-        failed = result.get("failed")
-    if failed is None and isinstance(result, (list, tuple)):
-        failed = result
-    if failed is None:
-        ok = getattr(result, "ok", True)
-        return [] if ok else [str(result)]
-    return [str(f) for f in failed]
+    if isinstance(result, (list, tuple)):
+        return [str(f) for f in result]
+    if getattr(result, "ok", True):
+        return []
+    failures = [str(f) for f in getattr(result, "failures", None) or []]
+    return failures or [str(result)]

@@ -7,7 +7,8 @@ command carries no rendezvous flags. The pods run as the trainer's service accou
 them S3 access), tolerate the GPU taint, select the GPU nodes, read the dataset snapshot from S3
 and copy checkpoints and outputs back to S3.
 
-``run_on_cluster`` is what ``tuneops train --on-cluster ENV`` calls.
+``run_on_cluster`` is what ``tuneops train --on-cluster ENV`` calls. Each pod first stages the
+dataset snapshot from S3 (``workloads.deploy.stage``), then execs torchrun.
 """
 
 from __future__ import annotations
@@ -57,20 +58,50 @@ def job_name(cfg: DeployConfig, config_path: Path, overrides: list[str], unique:
     return f"tuneops-train-{digest}{suffix}"
 
 
+def dataset_ref(config_path: Path, env: str, overrides: list[str]) -> str:
+    """The dataset the run trains on: the last ``dataset=`` override, else the config's."""
+    for item in reversed(overrides):
+        key, _, value = item.partition("=")
+        if key.strip() == "dataset" and value.strip():
+            return value.strip()
+    from tuneops.config import deep_merge, overlay_path, read_yaml
+
+    path = Path(config_path) if Path(config_path).is_absolute() else REPO_ROOT / config_path
+    data = read_yaml(path)
+    extra = overlay_path(path, env)
+    if extra is not None:
+        data = deep_merge(data, read_yaml(extra))
+    value = data.get("dataset")
+    if not isinstance(value, str) or not value:
+        raise UserError(f"{path}: no dataset set; pass --dataset <name>[/<id>]")
+    return value
+
+
 def train_command(
     cfg: DeployConfig, config_path: Path, overrides: list[str], name: str
 ) -> list[str]:
+    """Stage the snapshot from S3, then `tuneops train` under torchrun with the same config."""
     training = cfg.training
+    config_arg = _config_arg(config_path)
     output = f"{training.output_uri.rstrip('/')}/{name}"
+    sets = [item for item in overrides if item.partition("=")[0].strip() != "dataset"]
     command = [
+        "python",
+        "-m",
+        "workloads.deploy.stage",
+        "--from",
+        training.data_uri,
+        "--dataset",
+        dataset_ref(config_path, cfg.env, overrides),
+        "--",
         "torchrun",
         "--no-python",
         "tuneops",
         "train",
+        "--env",
+        cfg.env,
         "--config",
-        _config_arg(config_path),
-        "--dataset",
-        training.data_uri,
+        config_arg,
         "--set",
         f"output_dir={WORKDIR_OUTPUT}",
         "--set",
@@ -78,7 +109,7 @@ def train_command(
         "--set",
         f"run_name={name}",
     ]
-    for item in overrides:
+    for item in sets:
         command += ["--set", item]
     return command
 
