@@ -31,6 +31,7 @@ class GenerationConfig(StrictModel):
     threads: int | None = Field(default=None, ge=1)
     endpoint_concurrency: int = Field(default=4, ge=1)
     endpoint_timeout_s: float = Field(default=120.0, gt=0)
+    endpoint_api_key_env: str = "TUNEOPS_EVAL_API_KEY"
 
 
 class JudgeConfig(StrictModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -287,7 +288,8 @@ def evaluate_model(
     from workloads.evaluate.generate import open_generator
 
     started = time.perf_counter()
-    generator = open_generator(ref, config.generation)
+    api_key = os.environ.get(config.generation.endpoint_api_key_env)
+    generator = open_generator(ref, config.generation, api_key=api_key)
     try:
         with tqdm(total=len(items.records), desc=f"eval {label}", unit="answer") as bar:
             gens = generator.generate([r["prompt"] for r in items.records], progress=bar.update)
