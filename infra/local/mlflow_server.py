@@ -143,3 +143,41 @@ class MlflowServerService(Service):
         if not (self.running() and self.healthy()):
             self.check_dependencies()
         return super().start()
+
+
+def demo_step(ctx) -> None:
+    """`make demo`: PostgreSQL and the MLflow server on it, for every step after this one.
+
+    Sets MLFLOW_TRACKING_URI (and ``ctx["tracking_uri"]``) so later steps log to the server.
+    Where the PostgreSQL server binaries are missing, MLflow stays on its SQLite file and the
+    report says so.
+    """
+    import os
+
+    from rich.console import Console
+
+    from tuneops.errors import MissingToolError
+
+    console = Console(highlight=False, soft_wrap=True)
+    settings = load_platform_settings()
+    endpoint, region = ctx.get("local_endpoint"), ctx.get("aws_region")
+    postgres = PostgresService(settings=settings)
+    try:
+        console.print(postgres.start().line())
+    except MissingToolError as exc:
+        from tuneops.paths import default_tracking_uri
+
+        ctx["tracking_uri"] = default_tracking_uri()
+        ctx.report.append(f"mlflow: SQLite at {ctx['tracking_uri']} ({exc})")
+        console.print(f"[yellow]{exc}; MLflow stays on SQLite[/]")
+        return
+    server = MlflowServerService(settings=settings, s3_endpoint=endpoint, region=region)
+    console.print(server.start().line())
+    os.environ["MLFLOW_TRACKING_URI"] = server.url
+    ctx["tracking_uri"] = server.url
+    ctx["mlflow_artifacts_destination"] = server.artifacts_destination
+    ctx.report.append(
+        f"mlflow: tracking server {server.url} (UI in a browser), runs in PostgreSQL "
+        f"{postgres.url}, artifacts in {server.artifacts_destination} on {server.s3_endpoint}; "
+        "`tuneops local down` stops it"
+    )

@@ -1,0 +1,54 @@
+"""`make demo` step: render the GitOps manifests of dev for the promoted model.
+
+The release is rendered exactly as `tuneops gitops render dev` would, validated and passed
+through the policy gate, but into ``<cache>/demo/gitops/envs`` so the demo leaves the reviewed
+``gitops/`` folder alone. The model comes from the local registry (the champion, else the
+candidate); its storage URI is the object in the local S3 when the MLflow server runs there.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from tuneops.errors import UserError
+
+console = Console(highlight=False, soft_wrap=True)
+
+
+def _pick_model(cfg, name: str) -> tuple[str, str]:
+    from workloads.deploy.gitops import resolve_model_version
+
+    for alias in ("champion", "candidate"):
+        ref = f"models:/{name}@{alias}"
+        try:
+            resolve_model_version(ref, cfg)
+        except UserError:
+            continue
+        return ref, alias
+    raise UserError(f"no version of {name} has the champion or candidate alias to release")
+
+
+def run(ctx) -> None:
+    from tuneops.paths import cache_dir, default_tracking_uri
+    from workloads.deploy import gitops
+    from workloads.deploy.config import load_deploy_config
+
+    overrides = [f"registry.tracking_uri={ctx.get('tracking_uri') or default_tracking_uri()}"]
+    if ctx.get("mlflow_artifacts_destination"):
+        overrides.append(f"registry.artifacts_destination={ctx['mlflow_artifacts_destination']}")
+    cfg = load_deploy_config("dev", overrides=overrides)
+    name = ctx.get("registered_model") or "cloudops-assistant"
+    ref, alias = _pick_model(cfg, name)
+    root = cache_dir() / "demo" / "gitops" / "envs"
+    result = gitops.render(cfg, model=ref, root=root)
+    for rel in result.files:
+        console.print(f"  {result.path / rel}  ({result.validators[rel]})")
+    stable = result.state.stable
+    console.print(
+        f"dev serves {stable.label()} from {stable.storage_uri}; policy gate: {result.policy}"
+    )
+    ctx["gitops_dir"] = str(result.path)
+    ctx.report.append(
+        f"gitops: dev manifests for {name}@{alias} ({stable.label()}) in {result.path} "
+        f"({len(result.files)} files, validated; policy gate: {result.policy})"
+    )
