@@ -263,3 +263,35 @@ def test_log_snapshot_to_mlflow_as_dataset_inputs(built, mlflow_uri):
     assert train.dataset.digest == built.snapshot.id
     assert train.tags[0].value == "train"
     assert json.loads(train.dataset.profile)["num_rows"] == built.manifest["splits"]["train"]
+
+
+# --------------------------------------------------------------------------- default dataset
+
+
+@pytest.mark.e2e
+def test_default_config_builds_the_cloudops_dataset(tmp_path, embedded_tokenizer_dir):
+    """The shipped config on the shipped corpus and benchmark: the demo's first step."""
+    from workloads.data.benchmark import load_benchmark
+
+    config = load_data_config(overrides=[f"validation.tokenizer={embedded_tokenizer_dir}"])
+    result = build_dataset(config, out=tmp_path / "datasets")
+    manifest = result.manifest
+    sources = manifest["sources"]
+    assert 150 <= sources["k8s-api"]["records"] <= 300
+    assert sources["troubleshooting"]["records"] >= 150
+    assert manifest["accounting"]["balanced"]
+    assert manifest["tokens"]["tokens_max"] <= 512
+    assert set(manifest["categories"]) <= {"kubernetes", "terraform", "helm", "gitops", "mlops"}
+    decon = manifest["stages"]["decontaminate"]["stats"]
+    assert decon["benchmark_items"] == len(load_benchmark()) >= 120
+    assert decon["max_kept_overlap"] < config.decontaminate.threshold
+    # No benchmark question appears verbatim in any written record.
+    written = " ".join(
+        m["content"].lower()
+        for split in result.snapshot.splits.values()
+        for r in split
+        for m in r["messages"]
+    )
+    assert not [b["id"] for b in load_benchmark() if b["question"].lower() in written]
+    again = load_snapshot("cloudops", root=tmp_path / "datasets")
+    assert again.id == result.snapshot.id and len(again.split("train")) > 300
