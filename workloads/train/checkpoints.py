@@ -1,0 +1,146 @@
+"""Checkpoints that can be trusted: a completion marker, an optional S3 copy, and resume lookup.
+
+The Trainer writes ``checkpoint-<step>/`` file by file, so a process killed mid-save leaves a
+half directory. After the Trainer has finished a save, the marker ``tuneops-complete.json`` is
+written atomically into it (and, for S3, uploaded after every other file). Only checkpoints with
+the marker count as valid; resume picks the newest valid one and removes half-written ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from pathlib import Path
+
+from tuneops.errors import UserError
+from tuneops.io import atomic_dir, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+MARKER = "tuneops-complete.json"
+_STEP = re.compile(r"^checkpoint-(\d+)$")
+
+
+def step_of(path: Path | str) -> int | None:
+    match = _STEP.match(Path(str(path).rstrip("/")).name)
+    return int(match.group(1)) if match else None
+
+
+def mark_complete(checkpoint: Path, step: int) -> None:
+    atomic_write_json(checkpoint / MARKER, {"step": step})
+
+
+def is_valid(checkpoint: Path) -> bool:
+    return (
+        checkpoint.is_dir()
+        and (checkpoint / MARKER).is_file()
+        and (checkpoint / "trainer_state.json").is_file()
+    )
+
+
+def local_checkpoints(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and step_of(p) is not None]
+    return sorted(found, key=lambda p: step_of(p) or 0)
+
+
+def newest_valid(root: Path, *, prune_invalid: bool = False) -> Path | None:
+    """The newest checkpoint with its marker; optionally delete the half-written ones."""
+    best = None
+    for checkpoint in local_checkpoints(root):
+        if is_valid(checkpoint):
+            best = checkpoint
+        elif prune_invalid:
+            log.warning("removing incomplete checkpoint %s", checkpoint)
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    return best
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    return bucket, prefix.strip("/")
+
+
+def _s3():
+    import boto3
+
+    return boto3.client("s3")
+
+
+def upload(checkpoint: Path, uri: str) -> str:
+    """Copy ``checkpoint`` to ``<uri>/<checkpoint name>/``, the marker last; returns the URI."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, prefix = _split_s3(uri)
+    key_root = f"{prefix}/{checkpoint.name}".strip("/")
+    files = sorted(p for p in checkpoint.rglob("*") if p.is_file() and p.name != MARKER)
+    client = _s3()
+    try:
+        for file in [*files, checkpoint / MARKER]:
+            client.upload_file(str(file), bucket, f"{key_root}/{file.relative_to(checkpoint)}")
+    except (BotoCoreError, ClientError) as exc:
+        raise UserError(f"cannot upload checkpoint to s3://{bucket}/{key_root}: {exc}") from exc
+    return f"s3://{bucket}/{key_root}"
+
+
+def newest_valid_remote(uri: str) -> str | None:
+    """The newest ``checkpoint-<step>`` prefix under ``uri`` whose marker was uploaded."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, prefix = _split_s3(uri)
+    steps: list[int] = []
+    try:
+        pages = (
+            _s3()
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=bucket, Prefix=f"{prefix}/" if prefix else "")
+        )
+        for page in pages:
+            for obj in page.get("Contents", []):
+                parts = obj["Key"][len(prefix) :].strip("/").split("/")
+                if len(parts) == 2 and parts[1] == MARKER and step_of(parts[0]) is not None:
+                    steps.append(step_of(parts[0]) or 0)
+    except (BotoCoreError, ClientError) as exc:
+        raise UserError(f"cannot list checkpoints at {uri}: {exc}") from exc
+    if not steps:
+        return None
+    name = f"checkpoint-{max(steps)}"
+    return f"s3://{bucket}/{prefix}/{name}" if prefix else f"s3://{bucket}/{name}"
+
+
+def download(remote: str, root: Path) -> Path:
+    """Fetch one checkpoint prefix into ``root/<name>`` atomically; returns the local path."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, prefix = _split_s3(remote)
+    target = root / Path(prefix).name
+    client = _s3()
+    try:
+        with atomic_dir(target) as tmp:
+            pages = client.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=f"{prefix}/"
+            )
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    rel = obj["Key"][len(prefix) + 1 :]
+                    dest = tmp / rel
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    client.download_file(bucket, obj["Key"], str(dest))
+    except (BotoCoreError, ClientError) as exc:
+        raise UserError(f"cannot download checkpoint {remote}: {exc}") from exc
+    if not is_valid(target):
+        raise UserError(f"checkpoint {remote} is incomplete")
+    return target
+
+
+def find_resume_point(local_root: Path, remote_uri: str | None) -> Path | None:
+    """The newest valid checkpoint, local or (if newer) from S3, as a local directory."""
+    local = newest_valid(local_root, prune_invalid=True)
+    if remote_uri:
+        remote = newest_valid_remote(remote_uri)
+        if remote and (local is None or (step_of(remote) or 0) > (step_of(local) or 0)):
+            log.info("resuming from %s", remote)
+            return download(remote, local_root)
+    return local

@@ -1,0 +1,116 @@
+"""Typed training configuration (``configs/train/default.yaml`` plus overlays and overrides)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from tuneops.config import StrictModel, load_config
+from tuneops.paths import CONFIG_DIR
+
+DEFAULT_CONFIG = CONFIG_DIR / "train" / "default.yaml"
+
+
+class LoraConfig(StrictModel):
+    r: int = Field(16, gt=0, le=1024)
+    alpha: float = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], min_length=1
+    )
+
+
+class DataConfig(StrictModel):
+    max_length: int = Field(1024, ge=32)
+    packing: bool = True
+    loss_on: Literal["assistant", "all"] = "assistant"
+    max_eval_examples: int | None = Field(64, gt=0)
+
+
+class OptimConfig(StrictModel):
+    learning_rate: float = Field(3e-4, gt=0, lt=1)
+    lr_scheduler: Literal[
+        "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"
+    ] = "cosine"
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    epochs: float = Field(3, gt=0)
+    max_steps: int = -1
+    batch_size: int = Field(2, ge=1)
+    grad_accum: int = Field(1, ge=1)
+
+    @field_validator("max_steps")
+    @classmethod
+    def _steps(cls, value: int) -> int:
+        if value == 0 or value < -1:
+            raise ValueError("must be a positive number of steps, or -1 to use epochs")
+        return value
+
+
+class CheckpointConfig(StrictModel):
+    every_steps: int = Field(25, ge=0)
+    keep: int = Field(2, ge=1)
+    uri: str | None = None
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str | None) -> str | None:
+        if value and "://" in value and not value.startswith("s3://"):
+            raise ValueError("must be s3://bucket/prefix or empty (checkpoints stay local)")
+        if value and value.startswith("s3://") and not value[5:].split("/", 1)[0]:
+            raise ValueError("s3:// needs a bucket name")
+        return value or None
+
+
+class EvalConfig(StrictModel):
+    every_steps: int = Field(0, ge=0)
+
+
+class DistributedConfig(StrictModel):
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+
+
+class MlflowConfig(StrictModel):
+    tracking_uri: str | None = None
+    experiment: str = Field("tuneops-train", min_length=1)
+    log_model: bool = True
+
+
+class TrainConfig(StrictModel):
+    base_model: str = Field("embedded:smollm2-135m-instruct", min_length=1)
+    dataset: str = Field("cloudops", min_length=1)
+    run_name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    output_dir: Path | None = None
+    method: Literal["lora", "dora", "qlora"] = "lora"
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    gradient_checkpointing: bool = False
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    lm_head_loss: Literal["auto", "trl_fused", "selected_logits"] = "auto"
+    seed: int = 42
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    merge: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.method == "qlora" and self.precision == "fp32":
+            raise ValueError("qlora computes in bf16 or fp16; set precision to auto, bf16 or fp16")
+        return self
+
+
+def load_train_config(
+    path: str | Path | None = None,
+    *,
+    env: str | None = None,
+    overrides: list[str] | None = None,
+) -> TrainConfig:
+    """Read the training config: file, ``env`` overlay, then ``key.sub=value`` overrides."""
+    return load_config(TrainConfig, path or DEFAULT_CONFIG, env=env, overrides=overrides)
