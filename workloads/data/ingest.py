@@ -313,9 +313,12 @@ def _load_json_documents(path: Path) -> list[Any]:
 
 
 def _ts(value: str | None) -> datetime | None:
-    if not value:
+    if not isinstance(value, str) or not value:
         return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _is_bot(user: dict[str, Any] | None) -> bool:
@@ -341,7 +344,8 @@ def _pick_answer(
     window = [
         c
         for c in usable
-        if 0 <= (closed_at - _ts(c["created_at"])).total_seconds() <= src.close_window_seconds
+        if _ts(c.get("created_at"))
+        and 0 <= (closed_at - _ts(c["created_at"])).total_seconds() <= src.close_window_seconds
     ]
     closer = ((issue.get("closed_by") or {}) or {}).get("login")
     by_closer = [c for c in window if (c.get("user") or {}).get("login") == closer]
@@ -410,7 +414,9 @@ def ingest_github(src: GitHubSource, on_error: OnError) -> StageResult:
         title = str(issue["title"]).strip()
         body = str(issue.get("body") or "").strip()
         question = f"{title}\n\n{body}" if body else title
-        labels = [lbl.get("name") if isinstance(lbl, dict) else lbl for lbl in issue["labels"]]
+        labels = [
+            lbl.get("name") if isinstance(lbl, dict) else lbl for lbl in issue.get("labels") or []
+        ]
         category = next(
             (src.label_categories[n] for n in labels if n in src.label_categories), src.category
         )
