@@ -66,7 +66,7 @@ class IngestContext:
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # a leading BOM is not content
     except FileNotFoundError as exc:
         raise UserError(f"{path}: file not found; fix the path in the data config") from exc
     except IsADirectoryError as exc:
