@@ -46,6 +46,12 @@ def test_dockerfile_structure(name):
         assert bases[-1].startswith("nvidia/cuda:"), "GPU images run on a CUDA base"
     users = [i["value"] for i in instructions if i["instruction"] == "USER"]
     assert users and not users[-1].startswith(("root", "0")), "runs as a non-root user"
+    # The package resolves configs/ beside its source: an editable install whose tree the
+    # runtime stage copies whole.
+    runs = " ".join(i["value"] for i in instructions if i["instruction"] == "RUN")
+    assert "pip install -c requirements.lock -e '.[ml]'" in runs
+    copies = [i["value"] for i in instructions if i["instruction"] == "COPY"]
+    assert "--from=build /app /app" in copies and "--from=build /opt/venv /opt/venv" in copies
     has_healthcheck = any(i["instruction"] == "HEALTHCHECK" for i in instructions)
     assert has_healthcheck == name.startswith("serve")
 

