@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# Evaluation (`tuneops evaluate ...`) on CPU: benchmark generation, metrics and the champion
+# Evaluation (`tuneops eval ...`) on CPU: benchmark generation, metrics and the champion
 # comparison, run as a job in the continuous-training workflow.
 #
 # Build from the repository root:  docker build -f workloads/images/eval.Dockerfile .
@@ -38,4 +38,4 @@ COPY --from=build /opt/venv /opt/venv
 COPY --from=build /app /app
 USER 10001:10001
 ENTRYPOINT ["tuneops"]
-CMD ["evaluate", "--help"]
+CMD ["eval", "--help"]
