@@ -37,7 +37,7 @@ class LocalSettings(StrictModel):
     host: str = "127.0.0.1"
     moto_port: int = Field(5055, ge=1, le=65535)
     moto_seed: int = 20251124
-    parallelism: int = Field(1, ge=1)
+    parallelism: int = Field(10, ge=1)
 
     @field_validator("host")
     @classmethod
@@ -51,6 +51,7 @@ class PolicySettings(StrictModel):
     terraform_checks: str = "policies/terraform"
     kubernetes_checks: str = "policies/kubernetes"
     skips: str = "policies/skips.yaml"
+    kubernetes_builtin_checks: bool = False
 
 
 class InfraSettings(StrictModel):

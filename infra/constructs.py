@@ -87,7 +87,10 @@ def key_policy(account_id: str, services: list[str]) -> str:
 
 
 class EncryptedBucket(Construct):
-    """An S3 bucket with every guard on, logging its access to ``log_bucket``."""
+    """An S3 bucket with every guard on, logging its access to ``log_bucket``.
+
+    The bucket that receives the access logs (``receives_logs``) does not log into itself.
+    """
 
     def __init__(
         self,
@@ -96,7 +99,9 @@ class EncryptedBucket(Construct):
         *,
         bucket_name: str,
         kms_key_arn: str | None,
-        log_bucket: S3Bucket | None,
+        log_bucket: EncryptedBucket | None,
+        account_id: str,
+        receives_logs: bool = False,
         noncurrent_days: int,
         transition_days: int | None,
         expire_days: int | None = None,
@@ -146,8 +151,35 @@ class EncryptedBucket(Construct):
                 )
             ],
         )
+        statements: list[dict[str, Any]] = []
         if require_tls:
-            self.tls_policy(bucket_name)
+            statements.append(
+                {
+                    "Sid": "DenyInsecureTransport",
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:*",
+                    "Resource": [self.bucket.arn, f"{self.bucket.arn}/*"],
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                }
+            )
+        if receives_logs:
+            # S3 server access logging delivers as this service principal.
+            statements.append(
+                {
+                    "Sid": "S3ServerAccessLogsDelivery",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "logging.s3.amazonaws.com"},
+                    "Action": ["s3:PutObject"],
+                    "Resource": f"{self.bucket.arn}/*",
+                    "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+                }
+            )
+        self.policy = (
+            S3BucketPolicy(self, "policy", bucket=self.bucket.id, policy=policy_json(statements))
+            if statements
+            else None
+        )
         lc = s3_bucket_lifecycle_configuration
         rule = lc.S3BucketLifecycleConfigurationRule(
             id="retention",
@@ -175,33 +207,15 @@ class EncryptedBucket(Construct):
             else None,
         )
         lc.S3BucketLifecycleConfiguration(self, "lifecycle", bucket=self.bucket.id, rule=[rule])
-        target = log_bucket or self.bucket
-        S3BucketLoggingA(
-            self,
-            "access-logging",
-            bucket=self.bucket.id,
-            target_bucket=target.id,
-            target_prefix=f"s3/{bucket_name}/",
-        )
-
-    def tls_policy(self, bucket_name: str) -> None:
-        S3BucketPolicy(
-            self,
-            "tls-only",
-            bucket=self.bucket.id,
-            policy=policy_json(
-                [
-                    {
-                        "Sid": "DenyInsecureTransport",
-                        "Effect": "Deny",
-                        "Principal": "*",
-                        "Action": "s3:*",
-                        "Resource": [self.bucket.arn, f"{self.bucket.arn}/*"],
-                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                    }
-                ]
-            ),
-        )
+        if log_bucket is not None:
+            S3BucketLoggingA(
+                self,
+                "access-logging",
+                bucket=self.bucket.id,
+                target_bucket=log_bucket.bucket.id,
+                target_prefix=f"s3/{bucket_name}/",
+                depends_on=[log_bucket.policy] if log_bucket.policy else None,
+            )
 
 
 class ManagedNodePool(Construct):

@@ -14,6 +14,7 @@ each with its reason.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -96,6 +97,7 @@ def run_checkov(
     checks_dir: Path,
     workdir: Path,
     environment: str | None = None,
+    only_custom: bool = False,
 ) -> PolicyResult:
     """Run checkov over ``targets`` (files or folders) and parse its JSON report."""
     if not targets:
@@ -117,6 +119,12 @@ def run_checkov(
         "--compact",
         "--soft-fail",
     ]
+    if only_custom:
+        ids = sorted(
+            set(re.findall(r'id="(CKV2?_TUNEOPS_[A-Z0-9_]+)"', _sources(checks_dir)))
+            | set(re.findall(r"id: (CKV2?_TUNEOPS_[A-Z0-9_]+)", _sources(checks_dir)))
+        )
+        cmd += ["--check", ",".join(ids)]
     if skips:
         cmd += ["--skip-check", ",".join(s.id for s in skips)]
     for target in targets:
@@ -158,6 +166,14 @@ def run_checkov(
     if proc.returncode not in (0, 1) and not result.checks_run:
         raise UserError(f"checkov failed (exit {proc.returncode}): {proc.stderr.strip()[-800:]}")
     return result
+
+
+def _sources(checks_dir: Path) -> str:
+    return "\n".join(
+        p.read_text(encoding="utf-8")
+        for p in sorted(checks_dir.iterdir())
+        if p.suffix in (".py", ".yaml", ".yml")
+    )
 
 
 def scan_copy(stack_json: Path, dest: Path) -> Path:
@@ -216,5 +232,9 @@ def check_manifests(paths: list[str | Path]) -> PolicyResult:
     work = cache_dir() / "infra" / "policy" / "manifests"
     work.mkdir(parents=True, exist_ok=True)
     return run_checkov(
-        [t.resolve() for t in targets], "kubernetes", _repo(settings.policy.kubernetes_checks), work
+        [t.resolve() for t in targets],
+        "kubernetes",
+        _repo(settings.policy.kubernetes_checks),
+        work,
+        only_custom=not settings.policy.kubernetes_builtin_checks,
     )

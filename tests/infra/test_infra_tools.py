@@ -1,0 +1,155 @@
+"""Config, bootstrap of the state bucket, the service framework and missing tools."""
+
+from __future__ import annotations
+
+import socket
+
+import boto3
+import pytest
+from typer.testing import CliRunner
+
+from tuneops.errors import MissingToolError, UserError
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def moto(tmp_path, monkeypatch):
+    from infra.local.moto import MotoService
+
+    monkeypatch.setenv("TUNEOPS_CACHE_DIR", str(tmp_path / "cache"))
+    service = MotoService(endpoint=f"http://127.0.0.1:{free_port()}")
+    service.start()
+    yield service
+    service.stop()
+
+
+def test_environments_are_typed_and_bad_values_are_one_clear_error():
+    from infra.config import environment_names, load_environment
+
+    assert environment_names() == ["dev", "local", "prod", "staging"]
+    with pytest.raises(UserError, match="unknown environment 'qa'"):
+        load_environment("qa")
+    with pytest.raises(UserError, match="public_access_cidrs must not contain 0.0.0.0/0"):
+        load_environment("dev", ["cluster.public_access_cidrs=['0.0.0.0/0']"])
+    with pytest.raises(UserError, match="min_size <= desired_size"):
+        load_environment("dev", ["cluster.system_pool.min_size=5"])
+
+
+def test_bootstrap_state_is_idempotent(moto):
+    from infra.bootstrap import bootstrap_state_bucket
+    from infra.config import load_environment
+
+    env = load_environment("local", [f"local_endpoint={moto.url}"])
+    first = bootstrap_state_bucket(env)
+    assert first.created and len(first.actions) == 2
+    second = bootstrap_state_bucket(env)
+    assert not second.created and second.actions == []
+    assert second.kms_key_arn == first.kms_key_arn
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto.url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    assert s3.get_bucket_versioning(Bucket=env.state.bucket)["Status"] == "Enabled"
+    rule = s3.get_bucket_encryption(Bucket=env.state.bucket)["ServerSideEncryptionConfiguration"][
+        "Rules"
+    ][0]["ApplyServerSideEncryptionByDefault"]
+    assert rule == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": first.kms_key_arn}
+    pab = s3.get_public_access_block(Bucket=env.state.bucket)["PublicAccessBlockConfiguration"]
+    assert all(pab.values())
+    kms = boto3.client(
+        "kms",
+        endpoint_url=moto.url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    assert len(kms.list_keys()["Keys"]) == 1  # no second key on the second run
+
+
+def test_moto_service_persists_state_across_restarts(moto):
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto.url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    ec2 = boto3.client(
+        "ec2",
+        endpoint_url=moto.url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    s3.create_bucket(Bucket="survives-restart")
+    s3.put_object(Bucket="survives-restart", Key="k", Body=b"kept")
+    vpc_id = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    first_pid = moto.pid()
+    assert moto.stop()
+    assert moto.status().running is False
+    status = moto.start()
+    assert status.healthy and status.pid != first_pid
+    assert s3.get_object(Bucket="survives-restart", Key="k")["Body"].read() == b"kept"
+    # the same id, so Terraform state recorded before the restart still matches
+    assert vpc_id in {v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"]}
+    assert moto.start().pid == status.pid  # idempotent: a healthy service is left alone
+
+
+def test_service_refuses_a_port_another_program_holds(tmp_path, monkeypatch):
+    from infra.local.moto import MotoService
+
+    monkeypatch.setenv("TUNEOPS_CACHE_DIR", str(tmp_path))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        with pytest.raises(UserError, match="another program already listens"):
+            MotoService(endpoint=f"http://127.0.0.1:{port}").start()
+
+
+def test_missing_terraform_is_one_clear_line(monkeypatch):
+    from infra.config import load_settings
+    from infra.terraform import terraform_binary
+
+    settings = load_settings(overrides=["terraform.binary=terraform-not-installed"])
+    with pytest.raises(MissingToolError, match="terraform not found"):
+        terraform_binary(settings)
+
+
+def test_platform_commands_say_what_is_missing(monkeypatch, tmp_path):
+    from tuneops.cli import app
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no helm here
+    result = CliRunner().invoke(app, ["platform", "status", "dev"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, MissingToolError)
+    assert "no helm binary on PATH" in str(result.exception)
+
+
+@pytest.mark.e2e
+def test_dev_plan_without_credentials_stops_after_synth_and_policy(monkeypatch, tmp_path):
+    from tuneops.cli import app
+
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("TUNEOPS_CACHE_DIR", str(tmp_path / "cache"))
+    result = CliRunner().invoke(
+        app, ["infra", "plan", "--env", "dev", "--outdir", str(tmp_path / "out")]
+    )
+    assert isinstance(result.exception, MissingToolError), result.output
+    message = str(result.exception)
+    assert message.startswith("no AWS credentials for dev: synth and policy passed")
+    assert "AWS_PROFILE" in message and "\n" not in message
+    assert "policy: " in result.output  # the gate ran before the missing credential stopped it
+    assert (tmp_path / "out" / "stacks" / "dev-network" / "cdk.tf.json").is_file()

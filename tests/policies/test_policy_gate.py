@@ -1,0 +1,185 @@
+"""The policy gate: staging and prod pass, deliberately broken inputs fail, manifests too."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from infra.policy import check_manifests, check_stacks, check_terraform, load_skips
+
+CUSTOM = {
+    "CKV_TUNEOPS_1",
+    "CKV_TUNEOPS_2",
+    "CKV_TUNEOPS_3",
+    "CKV_TUNEOPS_4",
+    "CKV_TUNEOPS_5",
+    "CKV_TUNEOPS_6",
+    "CKV2_TUNEOPS_1",
+}
+
+
+@pytest.fixture(scope="module")
+def synthesized_out(tmp_path_factory):
+    from infra.app import synth
+
+    out = tmp_path_factory.mktemp("cdktf.out")
+    synth(["staging", "prod"], out)
+    return out
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_staging_and_prod_pass_with_zero_failures(synthesized_out, env):
+    result = check_stacks(env, synthesized_out)
+    assert result.failed == 0, result.failures
+    assert result.ok
+    # every custom check really ran over the stacks, next to checkov's own
+    assert set(result.checks_run) >= CUSTOM
+    assert len(result.checks_run) > 50
+    assert result.resources > 100
+
+
+def _mutate(doc: dict) -> dict:
+    """Break one thing per custom check."""
+    doc = copy.deepcopy(doc)
+    for group in doc["resource"]["aws_eks_node_group"].values():
+        if group.get("taint"):
+            group["taint"] = []
+    for lt in doc["resource"]["aws_launch_template"].values():
+        lt["metadata_options"]["http_tokens"] = "optional"
+    cluster = next(iter(doc["resource"]["aws_eks_cluster"].values()))
+    cluster["tags"] = {"Name": "untagged"}
+    doc["resource"]["aws_iam_role_policy"] = {
+        "admin": {
+            "name": "admin",
+            "role": "x",
+            "policy": json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+                }
+            ),
+        }
+    }
+    doc["resource"]["aws_s3_bucket"] = {"naked": {"bucket": "naked-bucket"}}
+    doc["resource"]["helm_release"] = {
+        "floating": {
+            "name": "x",
+            "chart": "x",
+            "repository": "https://example.org",
+            "version": "~> 1.2",
+        }
+    }
+    return doc
+
+
+def test_a_deliberately_broken_config_fails_the_gate(synthesized_out, tmp_path):
+    """Proves the synthesized JSON (the input the gate scans) is really scanned."""
+    original = synthesized_out / "stacks" / "staging-cluster" / "cdk.tf.json"
+    broken = tmp_path / "broken" / "cdk.tf.json"
+    broken.parent.mkdir()
+    broken.write_text(json.dumps(_mutate(json.loads(original.read_text()))))
+    result = check_terraform([broken], name="broken-test", environment="staging")
+    assert not result.ok
+    assert {
+        "CKV_TUNEOPS_1",  # GPU pool without taint
+        "CKV_TUNEOPS_2",  # IMDSv1 allowed
+        "CKV_TUNEOPS_3",  # chart version range
+        "CKV_TUNEOPS_4",  # wildcard IAM
+        "CKV_TUNEOPS_6",  # tags missing
+        "CKV2_TUNEOPS_1",  # bucket without encryption/versioning/public access block
+    } <= set(result.by_check)
+    # and the unbroken file passes
+    assert check_terraform([original], name="ok-test", environment="staging").ok
+
+
+def test_gpu_pool_with_a_floor_fails_outside_prod(synthesized_out, tmp_path):
+    doc = json.loads((synthesized_out / "stacks" / "staging-cluster" / "cdk.tf.json").read_text())
+    for group in doc["resource"]["aws_eks_node_group"].values():
+        if group.get("taint"):
+            group["scaling_config"]["min_size"] = 1
+    path = tmp_path / "floor" / "cdk.tf.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(doc))
+    result = check_terraform([path], name="floor-test", environment="staging")
+    assert set(result.by_check) == {"CKV_TUNEOPS_1"}
+
+
+def test_every_skip_has_a_reason_and_env_scoped_skips_stay_scoped():
+    all_skips = load_skips("terraform_json", "prod")
+    assert all(len(s.reason) > 40 for s in all_skips)
+    prod_ids = {s.id for s in all_skips}
+    local_ids = {s.id for s in load_skips("terraform_json", "local")}
+    assert "CKV_AWS_293" in local_ids and "CKV_AWS_293" not in prod_ids
+
+
+GOOD = """
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: cloudops, namespace: tuneops}
+spec:
+  predictor:
+    tolerations:
+      - {key: nvidia.com/gpu, operator: Equal, value: "true", effect: NoSchedule}
+    securityContext: {runAsNonRoot: true, runAsUser: 1000}
+    containers:
+      - name: kserve-container
+        image: registry.example.com/tuneops/serve:1.4.2
+        resources:
+          requests: {cpu: "1", memory: 2Gi, nvidia.com/gpu: "1"}
+          limits: {cpu: "2", memory: 4Gi, nvidia.com/gpu: "1"}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: tuneops}
+spec:
+  template:
+    spec:
+      containers:
+        - name: web
+          image: registry.example.com/web@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+          securityContext: {runAsNonRoot: true}
+          resources:
+            requests: {cpu: 100m, memory: 128Mi}
+            limits: {cpu: 200m, memory: 256Mi}
+"""
+
+BAD = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bad, namespace: tuneops}
+spec:
+  template:
+    spec:
+      containers:
+        - name: trainer
+          image: registry.example.com/tuneops/train:latest
+          resources:
+            limits: {nvidia.com/gpu: "1"}
+"""
+
+
+def test_manifest_gate_passes_good_manifests_and_names_each_problem(tmp_path):
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "all.yaml").write_text(GOOD)
+    result = check_manifests([good])
+    assert result.ok, result.failures
+    assert {
+        "CKV_TUNEOPS_K8S_1",
+        "CKV_TUNEOPS_K8S_2",
+        "CKV_TUNEOPS_K8S_3",
+        "CKV_TUNEOPS_K8S_4",
+    } <= set(result.checks_run)
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD)
+    result = check_manifests([bad])
+    assert not result.ok
+    assert {
+        "CKV_TUNEOPS_K8S_1",
+        "CKV_TUNEOPS_K8S_2",
+        "CKV_TUNEOPS_K8S_3",
+        "CKV_TUNEOPS_K8S_4",
+    } <= set(result.by_check)
