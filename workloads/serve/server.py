@@ -38,6 +38,17 @@ def import_kserve():
     return kserve
 
 
+def cpu_threads(configured: int) -> int:
+    """``cpu_threads`` from the config; 0 means one per usable core minus one, at least one."""
+    if configured > 0:
+        return configured
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
 def read_token(config: ServeConfig) -> str | None:
     """The bearer token from the environment variable, else the secret file, else None."""
     auth = config.auth
@@ -79,10 +90,9 @@ def _model_class():
             from workloads.serve.sampling import PromptSampler
 
             cfg = self.config
-            if cfg.cpu_threads:
-                import torch
+            import torch
 
-                torch.set_num_threads(cfg.cpu_threads)
+            torch.set_num_threads(cpu_threads(cfg.cpu_threads))
             loaded = load_model(self.model_ref, dtype=cfg.dtype, device=cfg.device)
             engine = Engine(
                 loaded.model,
