@@ -160,6 +160,10 @@ def test_rollback_during_canary_drops_only_the_canary(tmp_path):
     cfg = load_deploy_config("dev")
     gitops.render(cfg, model=V1, root=tmp_path)
     gitops.promote(cfg, model=V2, canary=25, full=False, root=tmp_path)
+    # A plain render keeps the canary; switching models under it is refused.
+    assert gitops.render(cfg, root=tmp_path).state.canary.percent == 25
+    with pytest.raises(UserError, match="runs a canary"):
+        gitops.render(cfg, model="s3://tuneops-dev-artifacts/v3", root=tmp_path)
     result = gitops.rollback(cfg, root=tmp_path)
     assert result.state.canary is None and result.state.stable.storage_uri == V1
     assert not (tmp_path / "dev" / "serving" / "inferenceservice-canary.yaml").exists()

@@ -240,6 +240,12 @@ def render(
         if state is None:
             state = ReleaseState(stable=pinned)
         elif pinned.storage_uri != state.stable.storage_uri:
+            if state.canary is not None:
+                raise UserError(
+                    f"{cfg.env} runs a canary of {state.canary.model.label()}: finish it with "
+                    f"`tuneops release promote {cfg.env} --full` or drop it with "
+                    f"`tuneops release rollback {cfg.env}` before switching models"
+                )
             state = ReleaseState(stable=pinned, previous=state.stable)
     return write_env(cfg, state, root=root, policy=policy)
 
