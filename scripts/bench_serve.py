@@ -1,0 +1,311 @@
+"""Benchmark: the project's model server against a one-generate-per-request FastAPI baseline.
+
+Both serve the same model (the embedded default), in the same dtype, with the same torch
+thread count, on 127.0.0.1. The baseline is the plain way to put a model behind HTTP: a
+FastAPI endpoint that calls ``model.generate`` once per request (FastAPI runs it on its thread
+pool, so concurrent requests run concurrent, unbatched generate calls). The project's server is
+started with ``ServerProcess`` exactly as deployed and asked over ``/openai/v1``.
+
+A fixed prompt set is sent greedily at concurrency 1, 8 and 32 by closed-loop clients; for each
+level the script reports requests/s, output tokens/s, p50/p99 latency and errors, then the
+ratios server/baseline. Goal: >= 4x output tokens/s at 32, no worse p50 at 1, zero errors.
+
+    make bench-serve                      # or: python scripts/bench_serve.py --max-tokens 48
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+PROMPTS = [
+    "How do I roll back a Kubernetes Deployment to its previous revision?",
+    "What does terraform plan do before terraform apply?",
+    "How do I list every Helm release in all namespaces?",
+    "What is the difference between a Kubernetes Service and an Ingress?",
+    "How does Argo CD detect that an application is out of sync?",
+    "Why would a pod stay in CrashLoopBackOff?",
+    "How do I store Terraform state in S3 with locking?",
+    "What is a Helm values file used for?",
+    "How do I scale a Deployment to five replicas with kubectl?",
+    "What does a Kubernetes readiness probe do?",
+    "How do I register a model version in MLflow?",
+    "What is a node pool in EKS?",
+    "How do I upgrade a Helm release and keep its values?",
+    "What is GitOps in one paragraph?",
+    "How do I see why a Terraform apply failed?",
+    "What is a PersistentVolumeClaim?",
+]
+LEVELS = (1, 8, 32)
+
+
+# ---- the baseline server (run as a child process of this script) -------------------------
+class Ask(BaseModel):
+    prompt: str
+    max_tokens: int
+
+
+def baseline_app(model_dir: str, threads: int):
+    import torch
+    from fastapi import FastAPI
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(threads)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    app = FastAPI()
+
+    @app.get("/ready")
+    def ready() -> dict:
+        return {"ready": True}
+
+    @app.post("/generate")
+    def generate(ask: Ask) -> dict:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": ask.prompt}], add_generation_prompt=True, tokenize=False
+        )
+        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        with torch.inference_mode():
+            out = model.generate(
+                **ids,
+                max_new_tokens=ask.max_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        new = out[0, ids["input_ids"].shape[1] :]
+        return {
+            "text": tokenizer.decode(new, skip_special_tokens=True),
+            "completion_tokens": int((new != tokenizer.eos_token_id).sum()),
+        }
+
+    return app
+
+
+def run_baseline(port: int, model_dir: str, threads: int) -> None:
+    import uvicorn
+
+    uvicorn.run(baseline_app(model_dir, threads), host="127.0.0.1", port=port, log_level="warning")
+
+
+# ---- load generation ---------------------------------------------------------------------
+async def drive(url: str, body_for, tokens_of, concurrency: int, total: int, progress) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    tokens = 0
+    errors = 0
+    next_index = 0
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal tokens, errors, next_index
+        while next_index < total:
+            index = next_index
+            next_index += 1
+            started = time.perf_counter()
+            try:
+                reply = await client.post(url, json=body_for(PROMPTS[index % len(PROMPTS)]))
+                reply.raise_for_status()
+                tokens += tokens_of(reply.json())
+                latencies.append(time.perf_counter() - started)
+            except Exception:
+                errors += 1
+            progress()
+
+    limits = httpx.Limits(max_connections=concurrency + 4)
+    async with httpx.AsyncClient(timeout=900, limits=limits) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else 0.0
+
+    return {
+        "concurrency": concurrency,
+        "requests": total,
+        "errors": errors,
+        "wall_s": wall,
+        "requests_per_s": len(latencies) / wall,
+        "output_tokens_per_s": tokens / wall,
+        "p50_s": statistics.median(latencies) if latencies else 0.0,
+        "p99_s": pct(0.99),
+        "output_tokens": tokens,
+    }
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the baseline server exited with code {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise SystemExit("the baseline server did not become ready")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument(
+        "--requests",
+        type=int,
+        nargs=3,
+        default=(4, 16, 32),
+        metavar=("AT1", "AT8", "AT32"),
+        help="requests sent at concurrency 1, 8 and 32",
+    )
+    parser.add_argument("--model", default="embedded:smollm2-135m-instruct")
+    parser.add_argument("--output", default=None, help="JSON results (default .cache/bench)")
+    parser.add_argument("--baseline-server", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.baseline_server:
+        run_baseline(args.baseline_server, args.model_dir, args.threads)
+        return 0
+
+    from rich.console import Console
+    from rich.table import Table
+    from tqdm import tqdm
+
+    from tuneops.io import atomic_write_json
+    from tuneops.paths import cache_dir
+    from workloads.models import resolve_model
+    from workloads.serve.process import ServerProcess, free_port
+    from workloads.serve.server import cpu_threads
+
+    console = Console()
+    model_dir = str(resolve_model(args.model))
+    threads = cpu_threads(0)
+    counts = dict(zip(LEVELS, args.requests, strict=True))
+
+    port = free_port()
+    console.print(
+        f"baseline: FastAPI + generate() per request on :{port} ({threads} torch threads)"
+    )
+    baseline = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--baseline-server",
+            str(port),
+            "--model-dir",
+            model_dir,
+            "--threads",
+            str(threads),
+        ],
+    )
+    server = ServerProcess(model_dir, overrides=["dtype=float32", f"cpu_threads={threads}"])
+    sides = {
+        "baseline": (
+            f"http://127.0.0.1:{port}/generate",
+            lambda p: {"prompt": p, "max_tokens": args.max_tokens},
+            lambda r: r["completion_tokens"],
+        ),
+        "server": (
+            f"{server.openai_url}/chat/completions",
+            lambda p: {
+                "model": "cloudops-assistant",
+                "messages": [{"role": "user", "content": p}],
+                "max_tokens": args.max_tokens,
+                "temperature": 0,
+            },
+            lambda r: r["usage"]["completion_tokens"],
+        ),
+    }
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/ready", baseline)
+        console.print(f"server: tuneops serve --model {args.model} (same dtype and threads)")
+        server.start()
+        # Both stay up, idle, while the other is measured; the levels alternate between them so
+        # a change in background load hits both sides alike.
+        for url, body_for, tokens_of in sides.values():  # warm-up: first-call costs
+            asyncio.run(drive(url, body_for, tokens_of, 1, 1, lambda: None))
+        results = {side: [] for side in sides}
+        total = 2 * sum(counts.values())
+        with tqdm(total=total, desc="requests", unit="req") as bar:
+            for level in LEVELS:
+                for side, (url, body_for, tokens_of) in sides.items():
+                    bar.set_postfix_str(f"{side} @ {level}")
+                    row = asyncio.run(
+                        drive(url, body_for, tokens_of, level, counts[level], bar.update)
+                    )
+                    results[side].append(row)
+    finally:
+        server.stop()
+        baseline.terminate()
+        baseline.wait(60)
+
+    table = Table(title=f"bench-serve: {args.model}, {args.max_tokens} max tokens, greedy")
+    for col in ("conc.", "side", "req/s", "out tok/s", "p50 s", "p99 s", "errors"):
+        table.add_column(col, justify="right")
+    ratios = []
+    for i, level in enumerate(LEVELS):
+        base, ours = results["baseline"][i], results["server"][i]
+        for side, row in (("baseline", base), ("server", ours)):
+            table.add_row(
+                str(level),
+                side,
+                f"{row['requests_per_s']:.2f}",
+                f"{row['output_tokens_per_s']:.1f}",
+                f"{row['p50_s']:.2f}",
+                f"{row['p99_s']:.2f}",
+                str(row["errors"]),
+            )
+        ratio = {
+            "concurrency": level,
+            "tokens_per_s_ratio": ours["output_tokens_per_s"]
+            / max(base["output_tokens_per_s"], 1e-9),
+            "p50_ratio": ours["p50_s"] / max(base["p50_s"], 1e-9),
+        }
+        ratios.append(ratio)
+        table.add_row(
+            str(level),
+            "[bold]ratio",
+            "",
+            f"[bold]{ratio['tokens_per_s_ratio']:.2f}x",
+            f"{ratio['p50_ratio']:.2f}x",
+            "",
+            "",
+        )
+    console.print(table)
+    at1, at32 = ratios[0], ratios[-1]
+    errors = sum(r["errors"] for side in results.values() for r in side)
+    goal = at32["tokens_per_s_ratio"] >= 4 and at1["p50_ratio"] <= 1.0 and errors == 0
+    output = Path(args.output or cache_dir() / "bench" / "serve.json")
+    atomic_write_json(
+        output,
+        {
+            "results": results,
+            "ratios": ratios,
+            "threads": threads,
+            "max_tokens": args.max_tokens,
+            "goal_met": goal,
+        },
+    )
+    console.print(
+        f"server vs baseline: {at32['tokens_per_s_ratio']:.1f}x output tokens/s at 32, "
+        f"p50 at 1 {at1['p50_ratio']:.2f}x, {errors} errors: goal {'met' if goal else 'NOT met'} "
+        f"(results in {output})"
+    )
+    return 0 if goal else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
