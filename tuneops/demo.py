@@ -23,6 +23,7 @@ STEPS: list[tuple[str, str]] = [
     ("Local infrastructure (apply ENV=local)", "infra.demo:run"),
     ("Local platform (PostgreSQL + MLflow server)", "infra.local.mlflow_server:demo_step"),
     ("Render GitOps manifests (dev)", "workloads.deploy.demo:run"),
+    ("Serve and ask", "workloads.serve.demo:run"),
 ]
 
 
