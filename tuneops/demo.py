@@ -22,6 +22,7 @@ STEPS: list[tuple[str, str]] = [
     ("Dataset snapshot", "workloads.data.demo:run"),
     ("Local infrastructure (apply ENV=local)", "infra.demo:run"),
     ("Local platform (PostgreSQL + MLflow server)", "infra.local.mlflow_server:demo_step"),
+    ("Evaluate, register, promote", "workloads.evaluate.demo:run"),
     ("Serve and ask", "workloads.serve.demo:run"),
     ("Render GitOps manifests (dev)", "workloads.deploy.demo:run"),
 ]

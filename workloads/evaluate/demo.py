@@ -14,11 +14,7 @@ def _candidate(ctx, tracking_uri: str) -> tuple[str, str]:
     run_id = ctx.get("train_run_id")
     if run_id:
         return f"runs:/{run_id}/model", run_id
-    merged = ctx.get("merged_dir")
-    if not merged:
-        from tuneops.errors import UserError
-
-        raise UserError("the evaluation step needs the fine-tuning step's run (train_run_id)")
+    merged = ctx["merged_dir"]
     # A merged model with no run: give it one, so it can be registered.
     import mlflow
 
@@ -37,10 +33,20 @@ def run(ctx) -> None:
     from workloads.registry.config import load_registry_config
     from workloads.registry.registry import GateRefusedError, promote, register
 
+    if not ctx.get("train_run_id") and not ctx.get("merged_dir"):
+        line = "evaluation skipped: no fine-tuned model in this demo (the Fine-tune step sets it)"
+        console.print(f"[yellow]{line}[/]")
+        ctx["promoted"] = False
+        ctx.report.append(line)
+        return
     tracking_uri = ctx.get("tracking_uri") or default_tracking_uri()
     reg_cfg = load_registry_config(overrides=[f"tracking_uri={tracking_uri}"])
     eval_cfg = load_eval_config(
-        overrides=["splits=[benchmark]", f"tracking.tracking_uri={tracking_uri}"]
+        overrides=[
+            "splits=[benchmark]",
+            f"tracking.tracking_uri={tracking_uri}",
+            *ctx.get("eval_overrides", []),
+        ]
     )
     baselines = {
         "base": eval_cfg.baselines.get("base", "embedded:smollm2-135m-instruct"),

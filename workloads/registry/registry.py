@@ -327,7 +327,7 @@ def evaluate_gate(
             f"{gate.base_label} baseline)"
         )
     else:
-        gain = -_worse_by(scores[primary], base[primary], primary)
+        gain = -_worse_by(scores[primary], base[primary], primary) + 0.0  # no -0.0
         ok = gain >= gate.min_gain_over_base
         decision.checks.append(
             Check(
