@@ -232,9 +232,15 @@ class ManagedNodePool(Construct):
         node_role_arn: str,
         subnet_ids: list[str],
         tags: dict[str, str],
+        moto: bool = False,
     ) -> None:
         super().__init__(scope, id_)
         gpu = isinstance(pool, GpuPool)
+        # moto reports attributes differently from AWS (a default SSH key on every node group,
+        # no update_config, the launch template's own tags inside its data); against moto
+        # those are ignored so a second plan is empty. Real environments ignore nothing.
+        lt_ignore = ["tag_specifications"] if moto else []
+        ng_ignore = ["remote_access", "update_config"] if moto else []
         labels = {"tuneops.io/pool": pool_name}
         node_tags: dict[str, str] = {"Name": f"{cluster_name}-{pool_name}"}
         taints: list[dict[str, str]] = []
@@ -281,6 +287,7 @@ class ManagedNodePool(Construct):
                 )
             ],
             monitoring={"enabled": True},
+            lifecycle={"ignore_changes": lt_ignore} if lt_ignore else None,
             tag_specifications=[
                 launch_template.LaunchTemplateTagSpecifications(
                     resource_type=kind, tags=instance_tags
@@ -312,7 +319,7 @@ class ManagedNodePool(Construct):
             taint=taints or None,
             tags=self.autoscaler_tags,
             # The autoscaler owns desired_size once the pool exists.
-            lifecycle={"ignore_changes": ["scaling_config[0].desired_size"]},
+            lifecycle={"ignore_changes": ["scaling_config[0].desired_size", *ng_ignore]},
         )
 
 

@@ -102,6 +102,9 @@ class Runner:
     def plannable(self, stack: str) -> bool:
         return stack != "platform" or self.env.platform.plan
 
+    def synthesized(self, stack: str) -> bool:
+        return (self.outdir / "stacks" / self.env.stack_name(stack) / "cdk.tf.json").is_file()
+
     def terraform(self, stack: str) -> Terraform:
         workdir = self.outdir / "stacks" / self.env.stack_name(stack)
         if not (workdir / "cdk.tf.json").is_file():
@@ -213,12 +216,12 @@ class Runner:
 
     def apply(self) -> EnvRun:
         started = time.perf_counter()
-        plans = {
-            s: self.terraform(s).plan_file.is_file() for s in self.order() if self.plannable(s)
-        }
-        if not any(plans.values()):
+        plan_dir = infra_cache() / "plans" / self.env.name
+        if not any((plan_dir / f"{s}.tfplan").is_file() for s in self.order()):
             self.say(f"apply: no saved plans for {self.env.name}; planning first")
             self.plan()
+        elif not all(self.synthesized(s) for s in self.order()):
+            self.synth()
         self.confirm()
         self.preflight()
         run = EnvRun(self.env.name, "apply")

@@ -147,6 +147,7 @@ class Cluster(Construct):
                 node_role_arn=self.node_role.arn,
                 subnet_ids=private_subnet_ids,
                 tags=env.tags,
+                moto=env.is_local,
             )
             self.pools[pool_name] = node_pool
             if cfg.propagate_asg_tags:

@@ -59,6 +59,8 @@ class Database(Construct):
                 {"name": "rds.force_ssl", "value": "1"},
                 {"name": "log_min_duration_statement", "value": "1000"},
             ],
+            # moto does not report a parameter group's parameters back.
+            lifecycle={"ignore_changes": ["parameter"]} if env.is_local else None,
         )
         self.instance = DbInstance(
             self,

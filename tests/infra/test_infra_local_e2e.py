@@ -116,46 +116,51 @@ def test_state_survives_moto_restart_and_second_plan_shows_no_changes(local_env,
     moto.stop()
     assert not moto.running()
     moto.start()  # replays the recorded requests: same resources, same ids
-    run = runner(local_env).plan()
+    run = runner(local_env).plan(synth=False)
     planned = [s for s in run.stacks if s.status == "planned"]
     assert [s.stack for s in planned] == ["network", "cluster", "data"]
     assert all(s.changes.empty for s in planned), [str(s.changes) for s in planned]
 
 
-def test_concurrent_plan_is_refused_by_the_state_lock(local_env, applied):
-    first = runner(local_env)
-    tf = first.terraform("network")
+def test_concurrent_plan_is_refused_by_the_state_lock(local_env, applied, tmp_path):
+    tf = runner(local_env).terraform("network")
+    tf.init()
     # A real second Terraform holds the lock: destroy without auto-approve waits at its
     # confirmation prompt (answered "no" below), holding the state lock meanwhile.
     env = tf.environ()
     env["TF_INPUT"] = "1"
+    log = (tmp_path / "holder.log").open("w")
     holder = subprocess.Popen(
-        [tf.binary, "destroy", "-no-color", f"-parallelism={tf.parallelism}"],
+        [tf.binary, "destroy", "-no-color"],
         cwd=tf.workdir,
         env=env,
         stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    s3 = client(local_env, "s3")
+    lock_key = "tuneops/local/network.tfstate.tflock"
     try:
-        seen = ""
         deadline = time.monotonic() + 300
-        while "Enter a value" not in seen and time.monotonic() < deadline:
-            line = holder.stdout.readline()
-            if not line:
-                break
-            seen += line
-        assert "Enter a value" in seen, seen[-2000:]
+        held = False
+        while not held and time.monotonic() < deadline and holder.poll() is None:
+            listed = s3.list_objects_v2(Bucket="tuneops-local-tfstate", Prefix=lock_key)
+            held = listed.get("KeyCount", 0) > 0
+            time.sleep(0.2)
+        assert held, (tmp_path / "holder.log").read_text()[-2000:]
         with pytest.raises(UserError, match="Error acquiring the state lock"):
             tf.plan(save=False)
     finally:
         if holder.poll() is None:
             holder.stdin.write("no\n")
             holder.stdin.flush()
-        holder.wait(timeout=120)
-    # The lock is released again: planning works.
-    assert tf.plan(save=False).empty
+        holder.wait(timeout=300)
+        log.close()
+    assert "Destroy cancelled" in (tmp_path / "holder.log").read_text()
+    # The lock is released again and nothing was destroyed: planning works, no changes.
+    tf.plan(save=False)
+    assert client(local_env, "eks").list_clusters()["clusters"] == ["tuneops-local"]
 
 
 def test_drift_catches_a_tag_changed_behind_terraforms_back(local_env, applied):
@@ -163,11 +168,11 @@ def test_drift_catches_a_tag_changed_behind_terraforms_back(local_env, applied):
     (vpc,) = ec2.describe_vpcs(Filters=[{"Name": "tag:environment", "Values": ["local"]}])["Vpcs"]
     ec2.create_tags(Resources=[vpc["VpcId"]], Tags=[{"Key": "owner", "Value": "someone-else"}])
     with pytest.raises(UserError, match=r"drift in local: network: .*aws_vpc\.network_vpc"):
-        runner(local_env).drift()
+        runner(local_env).drift(synth=False)
 
 
 def test_destroy_removes_everything(local_env, applied):
-    run = runner(local_env).destroy()
+    run = runner(local_env).destroy(synth=False)
     assert [s.stack for s in run.stacks] == ["platform", "data", "cluster", "network"]
     for stack in run.stacks:
         assert stack.resources == 0, stack

@@ -34,7 +34,7 @@ def test_environments_are_typed_and_bad_values_are_one_clear_error():
     assert environment_names() == ["dev", "local", "prod", "staging"]
     with pytest.raises(UserError, match="unknown environment 'qa'"):
         load_environment("qa")
-    with pytest.raises(UserError, match="public_access_cidrs must not contain 0.0.0.0/0"):
+    with pytest.raises(UserError, match=r"public_access_cidrs must not contain 0\.0\.0\.0/0"):
         load_environment("dev", ["cluster.public_access_cidrs=['0.0.0.0/0']"])
     with pytest.raises(UserError, match="min_size <= desired_size"):
         load_environment("dev", ["cluster.system_pool.min_size=5"])

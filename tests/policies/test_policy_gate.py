@@ -114,6 +114,8 @@ def test_every_skip_has_a_reason_and_env_scoped_skips_stay_scoped():
     assert "CKV_AWS_293" in local_ids and "CKV_AWS_293" not in prod_ids
 
 
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
 GOOD = """
 apiVersion: serving.kserve.io/v1beta1
 kind: InferenceService
@@ -138,7 +140,7 @@ spec:
     spec:
       containers:
         - name: web
-          image: registry.example.com/web@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+          image: registry.example.com/web@{digest}
           securityContext: {runAsNonRoot: true}
           resources:
             requests: {cpu: 100m, memory: 128Mi}
@@ -163,7 +165,7 @@ spec:
 def test_manifest_gate_passes_good_manifests_and_names_each_problem(tmp_path):
     good = tmp_path / "good"
     good.mkdir()
-    (good / "all.yaml").write_text(GOOD)
+    (good / "all.yaml").write_text(GOOD.replace("{digest}", DIGEST))
     result = check_manifests([good])
     assert result.ok, result.failures
     assert {
