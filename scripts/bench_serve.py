@@ -54,14 +54,14 @@ class Ask(BaseModel):
     max_tokens: int
 
 
-def baseline_app(model_dir: str, threads: int):
+def baseline_app(model_dir: str, threads: int, dtype: str):
     import torch
     from fastapi import FastAPI
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(threads)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).eval()
     app = FastAPI()
 
     @app.get("/ready")
@@ -90,10 +90,11 @@ def baseline_app(model_dir: str, threads: int):
     return app
 
 
-def run_baseline(port: int, model_dir: str, threads: int) -> None:
+def run_baseline(port: int, model_dir: str, threads: int, dtype: str) -> None:
     import uvicorn
 
-    uvicorn.run(baseline_app(model_dir, threads), host="127.0.0.1", port=port, log_level="warning")
+    app = baseline_app(model_dir, threads, dtype)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
 # ---- load generation ---------------------------------------------------------------------
@@ -166,7 +167,7 @@ def main() -> int:
         "--requests",
         type=int,
         nargs=3,
-        default=(4, 16, 32),
+        default=(8, 16, 32),
         metavar=("AT1", "AT8", "AT32"),
         help="requests sent at concurrency 1, 8 and 32",
     )
@@ -175,9 +176,10 @@ def main() -> int:
     parser.add_argument("--baseline-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", default=None, help="float32 or bfloat16 (default: auto)")
     args = parser.parse_args()
     if args.baseline_server:
-        run_baseline(args.baseline_server, args.model_dir, args.threads)
+        run_baseline(args.baseline_server, args.model_dir, args.threads, args.dtype)
         return 0
 
     from rich.console import Console
@@ -187,17 +189,20 @@ def main() -> int:
     from tuneops.io import atomic_write_json
     from tuneops.paths import cache_dir
     from workloads.models import resolve_model
+    from workloads.serve.loading import pick_device, pick_dtype
     from workloads.serve.process import ServerProcess, free_port
     from workloads.serve.server import cpu_threads
 
     console = Console()
     model_dir = str(resolve_model(args.model))
     threads = cpu_threads(0)
+    # The dtype the server's `dtype: auto` picks on this machine, given to both sides.
+    dtype = args.dtype or str(pick_dtype("auto", pick_device("auto"))).removeprefix("torch.")
     counts = dict(zip(LEVELS, args.requests, strict=True))
 
     port = free_port()
     console.print(
-        f"baseline: FastAPI + generate() per request on :{port} ({threads} torch threads)"
+        f"baseline: FastAPI + generate() per request on :{port} ({threads} threads, {dtype})"
     )
     baseline = subprocess.Popen(
         [
@@ -209,9 +214,11 @@ def main() -> int:
             model_dir,
             "--threads",
             str(threads),
+            "--dtype",
+            dtype,
         ],
     )
-    server = ServerProcess(model_dir, overrides=["dtype=float32", f"cpu_threads={threads}"])
+    server = ServerProcess(model_dir, overrides=[f"dtype={dtype}", f"cpu_threads={threads}"])
     sides = {
         "baseline": (
             f"http://127.0.0.1:{port}/generate",
