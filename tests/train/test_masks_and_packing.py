@@ -3,6 +3,8 @@ that keeps examples apart (the loss of a packed batch equals the per-example los
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from train_helpers import config_for
 
@@ -85,7 +87,7 @@ def test_packed_batch_loss_equals_the_per_example_losses(
     # The same examples, one at a time, unpacked.
     bounds = torch.tensor([0, *row["seq_lengths"]]).cumsum(0).tolist()
     singles = []
-    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+    for start, end in itertools.pairwise(bounds):
         example = {k: row[k][start:end] for k in ("input_ids", "labels")}
         example["seq_lengths"] = [end - start]
         singles.append(trainer.data_collator([example]))

@@ -1,87 +1,20 @@
-"""Read a dataset snapshot (contract 1) and shape its splits for TRL's SFTTrainer.
-
-Snapshots are read through ``workloads.data.snapshot.load_snapshot``; until that module exists,
-a small reader of the same on-disk layout stands in, so training never depends on import order.
-"""
+"""Read a dataset snapshot (contract 1) and shape its splits for TRL's SFTTrainer."""
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from tuneops.errors import UserError
-from tuneops.paths import cache_dir
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "validation", "test")
-
-
-@dataclass
-class Snapshot:
-    """The parts of a snapshot training needs: identity, location, manifest and splits."""
-
-    id: str
-    name: str
-    path: Path
-    manifest: dict[str, Any] = field(default_factory=dict)
-
-    def split(self, name: str) -> list[dict]:
-        file = self.path / f"{name}.jsonl"
-        if not file.is_file():
-            raise UserError(f"snapshot {self.path} has no {name}.jsonl")
-        records = []
-        with open(file, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise UserError(f"{file} line {lineno}: not valid JSON ({exc.msg})") from exc
-        return records
-
-
-def _read_dir(path: Path) -> Snapshot:
-    manifest_file = path / "manifest.json"
-    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
-    return Snapshot(
-        id=str(manifest.get("snapshot_id") or manifest.get("id") or path.name),
-        name=str(manifest.get("name") or manifest.get("dataset") or path.parent.name),
-        path=path,
-        manifest=manifest,
-    )
-
-
-def _fallback_load(ref: str) -> Snapshot:
-    path = Path(ref).expanduser()
-    if path.is_dir() and (path / "train.jsonl").is_file():
-        return _read_dir(path)
-    root = cache_dir() / "datasets"
-    name, _, snap_id = ref.partition("/")
-    if not snap_id:
-        latest = root / name / "LATEST"
-        if not latest.is_file():
-            raise UserError(
-                f"dataset {ref!r} not found: no {latest}; build it with `tuneops data build` "
-                "or pass a snapshot directory"
-            )
-        snap_id = latest.read_text().strip()
-    snap_dir = root / name / snap_id
-    if not (snap_dir / "train.jsonl").is_file():
-        raise UserError(f"dataset snapshot {snap_dir} not found or has no train.jsonl")
-    return _read_dir(snap_dir)
 
 
 def open_snapshot(ref: str) -> Any:
     """Resolve ``ref`` (a snapshot dir, ``<name>`` or ``<name>/<id>``) to a snapshot object."""
-    try:
-        from workloads.data.snapshot import load_snapshot
-    except ImportError:
-        return _fallback_load(ref)
+    from workloads.data.snapshot import load_snapshot
+
     return load_snapshot(ref)
 
 

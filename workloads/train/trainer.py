@@ -296,6 +296,10 @@ def _make_callbacks(counter: dict[str, float], tracker: Any, checkpoint_uri: str
             if state.is_world_process_zero and tracker is not None:
                 tracker.log_metrics(logs, step=state.global_step)
 
+        def on_evaluate(self, args, state, control, **kwargs):
+            if state.global_step == 0:  # eval_on_start: throughput counts from here
+                counter["t0"] = time.perf_counter()
+
         def on_save(self, args, state, control, **kwargs):
             if not state.is_world_process_zero:
                 return
@@ -784,17 +788,17 @@ def _train(
             tags["tuneops.config"] = config_source
         mlflow.set_tags(tags)
 
-    eval_before = None
-    if splits.validation and not resume_from:
-        eval_before = float(trainer.evaluate()["eval_loss"])
-        counter["eval_history"].append((0, eval_before))
+    # The validation loss before training comes from eval_on_start, inside train(): evaluating
+    # before train() would register the model with accelerate unwrapped, and DDP would then
+    # never wrap it (ranks would silently train apart).
+    trainer.args.eval_on_start = bool(splits.validation) and not resume_from
     counter["t0"] = time.perf_counter()
-    t0 = counter["t0"]
     try:
         trainer.train(resume_from_checkpoint=resume_from)
     except ValueError as exc:
         raise UserError(f"training stopped: {exc}") from exc
-    seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - counter["t0"]
+    eval_before = counter["eval_history"][0][1] if trainer.args.eval_on_start else None
     eval_after = float(trainer.evaluate()["eval_loss"]) if splits.validation else None
     divergence = rank_divergence(trainer.model)
 
