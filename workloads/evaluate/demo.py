@@ -40,7 +40,9 @@ def run(ctx) -> None:
         ctx.report.append(line)
         return
     tracking_uri = ctx.get("tracking_uri") or default_tracking_uri()
-    reg_cfg = load_registry_config(overrides=[f"tracking_uri={tracking_uri}"])
+    reg_cfg = load_registry_config(
+        overrides=[f"tracking_uri={tracking_uri}", *ctx.get("registry_overrides", [])]
+    )
     eval_cfg = load_eval_config(
         overrides=[
             "splits=[benchmark]",

@@ -390,7 +390,7 @@ def run_eval(
     cand_version = None
     if model.startswith("models:/"):
         mv = _model_version(client, model)
-        cand_version = mv.version if mv else None
+        cand_version = str(mv.version) if mv else None
 
     judge = None
     if config.judge.enabled:
@@ -409,7 +409,7 @@ def run_eval(
             if run_id and mv.run_id == run_id:
                 notes.append(f"baseline {label} skipped: {ref} is the candidate itself")
                 continue
-            version = mv.version
+            version = str(mv.version)
         plan.append((label, ref, version))
 
     evals = []
