@@ -15,7 +15,7 @@ from tuneops.errors import UserError
 console = Console(highlight=False, soft_wrap=True)
 
 
-def _pick_model(cfg, name: str) -> tuple[str, str]:
+def _pick_model(cfg, name: str) -> tuple[str, str] | None:
     from workloads.deploy.gitops import resolve_model_version
 
     for alias in ("champion", "candidate"):
@@ -25,7 +25,7 @@ def _pick_model(cfg, name: str) -> tuple[str, str]:
         except UserError:
             continue
         return ref, alias
-    raise UserError(f"no version of {name} has the champion or candidate alias to release")
+    return None
 
 
 def run(ctx) -> None:
@@ -38,7 +38,16 @@ def run(ctx) -> None:
         overrides.append(f"registry.artifacts_destination={ctx['mlflow_artifacts_destination']}")
     cfg = load_deploy_config("dev", overrides=overrides)
     name = ctx.get("registered_model") or "cloudops-assistant"
-    ref, alias = _pick_model(cfg, name)
+    picked = _pick_model(cfg, name)
+    if picked is None:
+        line = (
+            f"gitops: not rendered: no version of {name} is champion or candidate in "
+            f"{cfg.registry.tracking_uri} (the evaluate/register step sets them)"
+        )
+        console.print(f"[yellow]{line}[/]")
+        ctx.report.append(line)
+        return
+    ref, alias = picked
     root = cache_dir() / "demo" / "gitops" / "envs"
     result = gitops.render(cfg, model=ref, root=root)
     for rel in result.files:
