@@ -126,15 +126,22 @@ async def drive(url: str, body_for, tokens_of, concurrency: int, total: int, pro
         started = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         wall = time.perf_counter() - started
-    latencies.sort()
+    return {"latencies": latencies, "tokens": tokens, "errors": errors, "wall_s": wall}
+
+
+def merge(parts: list[dict], concurrency: int) -> dict:
+    """One row from the rounds of a level: throughput over their summed wall time."""
+    latencies = sorted(x for p in parts for x in p["latencies"])
+    wall = sum(p["wall_s"] for p in parts)
+    tokens = sum(p["tokens"] for p in parts)
 
     def pct(q: float) -> float:
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else 0.0
 
     return {
         "concurrency": concurrency,
-        "requests": total,
-        "errors": errors,
+        "requests": len(latencies) + sum(p["errors"] for p in parts),
+        "errors": sum(p["errors"] for p in parts),
         "wall_s": wall,
         "requests_per_s": len(latencies) / wall,
         "output_tokens_per_s": tokens / wall,
@@ -167,7 +174,7 @@ def main() -> int:
         "--requests",
         type=int,
         nargs=3,
-        default=(8, 16, 32),
+        default=(12, 16, 32),
         metavar=("AT1", "AT8", "AT32"),
         help="requests sent at concurrency 1, 8 and 32",
     )
@@ -248,12 +255,21 @@ def main() -> int:
         total = 2 * sum(counts.values())
         with tqdm(total=total, desc="requests", unit="req") as bar:
             for level in LEVELS:
-                for side, (url, body_for, tokens_of) in sides.items():
-                    bar.set_postfix_str(f"{side} @ {level}")
-                    row = asyncio.run(
-                        drive(url, body_for, tokens_of, level, counts[level], bar.update)
-                    )
-                    results[side].append(row)
+                # Each level runs in rounds that alternate between the sides (at least one
+                # full wave of `level` requests per round), so both see the same background.
+                rounds = max(1, counts[level] // max(level, 2))
+                per_round = counts[level] // rounds
+                parts: dict[str, list[dict]] = {side: [] for side in sides}
+                for _ in range(rounds):
+                    for side, (url, body_for, tokens_of) in sides.items():
+                        bar.set_postfix_str(f"{side} @ {level}")
+                        parts[side].append(
+                            asyncio.run(
+                                drive(url, body_for, tokens_of, level, per_round, bar.update)
+                            )
+                        )
+                for side in sides:
+                    results[side].append(merge(parts[side], level))
     finally:
         server.stop()
         baseline.terminate()
