@@ -62,6 +62,20 @@ bench-train: setup ## project training defaults vs plain TRL SFTTrainer defaults
 bench-serve: setup ## model server vs one-generate-per-request FastAPI baseline
 	$(PY) scripts/bench_serve.py
 
+bench-eval: setup ## batched eval generation vs one prompt per generate() call
+	$(PY) scripts/bench_eval.py
+
+.PHONY: bench-eval eval promote rollback
+MODEL ?= embedded:smollm2-135m-instruct
+eval: setup ## evaluate MODEL (run/registry ref, path or URL) vs base and champion
+	$(TUNEOPS) eval --model $(MODEL)
+
+promote: setup ## move `champion` to the candidate if the promotion gate holds
+	$(TUNEOPS) promote
+
+rollback: setup ## make the previous champion the champion again
+	$(TUNEOPS) rollback
+
 synth: setup ## cdktf synth (all environments when ENV is empty)
 	$(TUNEOPS) infra synth $(if $(ENV),--env $(ENV),)
 
