@@ -31,7 +31,7 @@ class LimitsSection(StrictModel):
 
 class BatchingSection(StrictModel):
     max_batch: int = Field(32, ge=1)
-    wait_ms: float = Field(5, ge=0)
+    wait_ms: float = Field(0, ge=0)
     max_prefill_batch: int = Field(16, ge=1)
 
 
