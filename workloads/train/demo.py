@@ -1,0 +1,31 @@
+"""Demo step: fine-tune the embedded model on the snapshot the data step built."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+console = Console()
+
+
+def run(ctx) -> None:
+    from workloads.train.config import load_train_config
+    from workloads.train.trainer import run_training, summary_line
+
+    overrides = [f"dataset={ctx['snapshot']}"] if ctx.get("snapshot") else []
+    overrides += ctx.get("train_overrides", [])
+    if ctx.get("tracking_uri"):
+        overrides.append(f"mlflow.tracking_uri={ctx['tracking_uri']}")
+    config = load_train_config(overrides=overrides)
+    result = run_training(config)
+    console.print(summary_line(result))
+    console.print(f"train run id: [bold]{result.run_id}[/bold]")
+    ctx["train_run_id"] = result.run_id
+    ctx["merged_dir"] = str(result.merged_dir)
+    ctx["train_output_dir"] = str(result.output_dir)
+    before = f"{result.eval_loss_before:.3f}" if result.eval_loss_before is not None else "n/a"
+    after = f"{result.eval_loss_after:.3f}" if result.eval_loss_after is not None else "n/a"
+    ctx.report.append(
+        f"fine-tune {config.base_model} ({config.method}, r={config.lora.r}): "
+        f"{result.global_step} steps, val loss {before} -> {after}, "
+        f"{result.examples_per_s:.2f} ex/s; run {result.run_id}"
+    )
