@@ -20,9 +20,9 @@ console = Console()
 # (title, "module:function"). Order is the order of the loop.
 STEPS: list[tuple[str, str]] = [
     ("Dataset snapshot", "workloads.data.demo:run"),
-    ("Fine-tune", "workloads.train.demo:run"),
     ("Local infrastructure (apply ENV=local)", "infra.demo:run"),
     ("Local platform (PostgreSQL + MLflow server)", "infra.local.mlflow_server:demo_step"),
+    ("Fine-tune", "workloads.train.demo:run"),
     ("Evaluate, register, promote", "workloads.evaluate.demo:run"),
     ("Serve and ask", "workloads.serve.demo:run"),
     ("Render GitOps manifests (dev)", "workloads.deploy.demo:run"),
