@@ -23,21 +23,21 @@ class LoraConfig(StrictModel):
 
 
 class DataConfig(StrictModel):
-    max_length: int = Field(1024, ge=32)
+    max_length: int = Field(512, ge=32)
     packing: bool = True
     loss_on: Literal["assistant", "all"] = "assistant"
     max_eval_examples: int | None = Field(64, gt=0)
 
 
 class OptimConfig(StrictModel):
-    learning_rate: float = Field(3e-4, gt=0, lt=1)
+    learning_rate: float = Field(4e-4, gt=0, lt=1)
     lr_scheduler: Literal[
         "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"
     ] = "cosine"
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
-    epochs: float = Field(3, gt=0)
+    epochs: float = Field(1, gt=0)
     max_steps: int = -1
     batch_size: int = Field(2, ge=1)
     grad_accum: int = Field(1, ge=1)

@@ -1,0 +1,96 @@
+"""Bad training configs and impossible requests end in one clear line, before any loading."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tuneops.errors import MissingToolError, UserError
+from workloads.train.config import load_train_config
+
+
+def test_shipped_config_and_overlays_validate():
+    base = load_train_config()
+    assert base.method == "lora" and base.data.packing and base.data.loss_on == "assistant"
+    assert load_train_config(env="dev").method == "qlora"
+    prod = load_train_config(env="prod")
+    assert prod.distributed.strategy == "fsdp" and prod.precision == "bf16"
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("method=adapter", "method: Input should be 'lora', 'dora' or 'qlora'"),
+        ("lora.r=0", "lora.r: Input should be greater than 0"),
+        ("lora.dropout=1.5", "lora.dropout: Input should be less than 1"),
+        ("lora.target_modules=[]", "lora.target_modules"),
+        ("optim.max_steps=0", "optim.max_steps"),
+        ("optim.batch_size=0", "optim.batch_size"),
+        ("data.loss_on=prompt", "data.loss_on"),
+        ("checkpoint.uri=gs://bucket/x", "checkpoint.uri: Value error, must be s3://"),
+        ("precision=fp8", "precision"),
+        ("lora.rank=8", "lora.rank: Extra inputs are not permitted"),
+        ("run_name=../escape", "run_name"),
+    ],
+)
+def test_bad_values_name_the_field(override, fragment):
+    with pytest.raises(UserError, match="invalid config") as info:
+        load_train_config(overrides=[override])
+    assert fragment in str(info.value)
+
+
+def test_qlora_with_fp32_is_rejected():
+    with pytest.raises(UserError, match="qlora computes in bf16 or fp16"):
+        load_train_config(overrides=["method=qlora", "precision=fp32"])
+
+
+def test_qlora_on_cpu_stops_before_loading_anything(monkeypatch):
+    import torch
+
+    import workloads.models
+    from workloads.train import run_training
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("a model was resolved before the qlora check")
+
+    monkeypatch.setattr(workloads.models, "resolve_model", must_not_load)
+    # A dataset that does not exist: the qlora check must come first.
+    cfg = load_train_config(overrides=["method=qlora", "dataset=/no/such/snapshot"])
+    with pytest.raises(MissingToolError, match="method qlora needs a CUDA GPU"):
+        run_training(cfg)
+
+
+def test_cli_prints_one_error_line_and_exit_code():
+    bad = subprocess.run(
+        [sys.executable, "-m", "tuneops.cli", "train", "--set", "lora.r=-1"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "lora.r" in lines[0]
+    assert "Traceback" not in bad.stderr
+
+    qlora = subprocess.run(
+        [sys.executable, "-m", "tuneops.cli", "train", "--set", "method=qlora"],
+        capture_output=True,
+        text=True,
+        env={"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"},
+    )
+    assert qlora.returncode == 3, qlora.stderr
+    assert qlora.stderr.strip().splitlines()[-1].startswith("error: method qlora needs")
+    assert "Traceback" not in qlora.stderr
+
+
+def test_dry_run_without_on_cluster_is_refused():
+    from typer.testing import CliRunner
+
+    from workloads.train.cli import app
+
+    result = CliRunner().invoke(app, ["--dry-run"])
+    assert isinstance(result.exception, UserError)
+    assert "--on-cluster" in str(result.exception)
