@@ -7,17 +7,11 @@ are built in one ``App`` and synthesized together. The output is plain Terraform
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from infra.config import Environment, environment_names, load_environment, load_settings
-
-# jsii prints a banner about the node version of this machine on every start; it changes
-# nothing about the output, so it is silenced (the value is a list of node major versions).
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "18,20")
-os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 
 
 @dataclass

@@ -240,6 +240,14 @@ class Environment(StrictModel):
             **self.extra_tags,
         }
 
+    def bucket_names(self) -> dict[str, str]:
+        """Bucket names by kind: datasets, artifacts, models, logs (no cdktf import needed)."""
+        names = {
+            kind: f"{self.storage.prefix}-{kind}" for kind in ("datasets", "artifacts", "models")
+        }
+        names["logs"] = f"{self.storage.prefix}-access-logs"
+        return names
+
     def stack_name(self, stack: str) -> str:
         return f"{self.name}-{stack}"
 

@@ -11,7 +11,6 @@ def run(ctx) -> None:
     from infra.bootstrap import bootstrap_state_bucket
     from infra.local.moto import MotoService
     from infra.ops import Runner
-    from infra.stacks.storage import bucket_names
 
     runner = Runner("local")
     env = runner.env
@@ -28,7 +27,7 @@ def run(ctx) -> None:
 
     ctx["local_endpoint"] = env.local_endpoint
     ctx["aws_region"] = env.region
-    ctx["buckets"] = bucket_names(env)
+    ctx["buckets"] = env.bucket_names()
     ctx["state_bucket"] = env.state.bucket
     per_stack = ", ".join(f"{s.stack} {s.resources}" for s in result.stacks if s.resources)
     ctx.report.append(

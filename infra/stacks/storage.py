@@ -12,9 +12,8 @@ DATA_BUCKETS = ("datasets", "artifacts", "models")
 
 
 def bucket_names(env: Environment) -> dict[str, str]:
-    names = {kind: f"{env.storage.prefix}-{kind}" for kind in DATA_BUCKETS}
-    names["logs"] = f"{env.storage.prefix}-access-logs"
-    return names
+    """Kept for callers; ``Environment.bucket_names()`` gives the same without cdktf."""
+    return env.bucket_names()
 
 
 class Storage(Construct):
