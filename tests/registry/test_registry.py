@@ -155,3 +155,30 @@ def test_cli_exit_codes_and_messages(registry_config, mlflow_uri, make_run, cli)
     assert code == 2 and "error: cloudops-assistant has no 'previous' version" in err
     code, _, err = cli("promote", "--version", "9")
     assert code == 2 and "version 9 does not exist" in err
+
+
+def test_register_a_transformers_flavour_model(registry_config, client, tiny_model_dir):
+    """What training logs (mlflow.transformers, an MLflow logged model named `model`)."""
+    import mlflow
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from workloads.models import resolve_model
+    from workloads.registry.registry import register
+
+    mlflow.set_experiment("tuneops-train")
+    with mlflow.start_run() as run:
+        mlflow.transformers.log_model(
+            transformers_model={
+                "model": AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                "tokenizer": AutoTokenizer.from_pretrained(tiny_model_dir),
+            },
+            name="model",
+            task="text-generation",
+            pip_requirements=["transformers"],
+        )
+    reg = register(registry_config, run.info.run_id, client=client)
+    assert reg.source.startswith("models:/m-")
+    mv = client.get_model_version("cloudops-assistant", reg.version)
+    assert mv.run_id == run.info.run_id
+    path = resolve_model("models:/cloudops-assistant@candidate")
+    assert (path / "config.json").is_file() and (path / "tokenizer_config.json").is_file()
