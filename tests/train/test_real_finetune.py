@@ -82,4 +82,5 @@ def test_short_real_finetune_learns_logs_and_loads(
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert im_end in new and len(new) < budget, tokenizer.decode(new)
     answer = tokenizer.decode(new[: new.index(im_end)])
-    assert "noted" in answer.lower()  # the trained answer style, not the base model's
+    # The trained short answer style ("<answer>. Case <n> noted."), not the base model's essay.
+    assert "case 0" in answer.lower() and len(new) < 24, answer

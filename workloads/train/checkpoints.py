@@ -71,6 +71,7 @@ def _s3():
 
 def upload(checkpoint: Path, uri: str) -> str:
     """Copy ``checkpoint`` to ``<uri>/<checkpoint name>/``, the marker last; returns the URI."""
+    from boto3.exceptions import Boto3Error
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, prefix = _split_s3(uri)
@@ -80,7 +81,7 @@ def upload(checkpoint: Path, uri: str) -> str:
     try:
         for file in [*files, checkpoint / MARKER]:
             client.upload_file(str(file), bucket, f"{key_root}/{file.relative_to(checkpoint)}")
-    except (BotoCoreError, ClientError) as exc:
+    except (Boto3Error, BotoCoreError, ClientError) as exc:
         raise UserError(f"cannot upload checkpoint to s3://{bucket}/{key_root}: {exc}") from exc
     return f"s3://{bucket}/{key_root}"
 
@@ -112,6 +113,7 @@ def newest_valid_remote(uri: str) -> str | None:
 
 def download(remote: str, root: Path) -> Path:
     """Fetch one checkpoint prefix into ``root/<name>`` atomically; returns the local path."""
+    from boto3.exceptions import Boto3Error
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, prefix = _split_s3(remote)
@@ -128,7 +130,7 @@ def download(remote: str, root: Path) -> Path:
                     dest = tmp / rel
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     client.download_file(bucket, obj["Key"], str(dest))
-    except (BotoCoreError, ClientError) as exc:
+    except (Boto3Error, BotoCoreError, ClientError) as exc:
         raise UserError(f"cannot download checkpoint {remote}: {exc}") from exc
     if not is_valid(target):
         raise UserError(f"checkpoint {remote} is incomplete")
