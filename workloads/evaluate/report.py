@@ -122,6 +122,12 @@ def _quote(text: str) -> str:
     return "\n".join("> " + line for line in text.splitlines())
 
 
+def _system_prompt(config: EvalConfig) -> str | None:
+    from workloads.evaluate.runner import system_prompt
+
+    return system_prompt(config)
+
+
 def render_markdown(result: EvalResult, config: EvalConfig, chart: str | None) -> str:
     primary = config.report.primary_metric
     cand = result.candidate
@@ -136,6 +142,7 @@ def render_markdown(result: EvalResult, config: EvalConfig, chart: str | None) -
         f"- benchmark digest: `{result.benchmark_digest or '—'}`",
         f"- decoding: greedy, max_new_tokens={config.generation.max_new_tokens}, "
         f"batch_size={config.generation.batch_size}, dtype={config.generation.dtype}",
+        f"- system prompt: {_system_prompt(config)!r}",
         f"- judge: {result.judge_prompt or 'off'}",
         f"- primary metric: {primary}",
     ]
