@@ -9,6 +9,7 @@ import httpx
 import openai
 import pytest
 
+from tuneops.errors import UserError
 from workloads.serve.process import ServerProcess
 
 FAST = ["dtype=float32", "limits.max_new_tokens=400"]
@@ -51,6 +52,18 @@ def test_loads_from_a_registry_alias(tiny_model_dir, mlflow_uri, private_cache):
         reply = chat(server, max_tokens=6)
         assert reply.choices[0].message.content
     assert any((private_cache / "models" / "mlflow").iterdir()), "not resolved through MLflow"
+
+    # A promotion moves the alias; the next server must not load the cached old version.
+    from workloads.serve.loading import pin_alias
+
+    newer = client.create_model_version(
+        "serve-test-model", source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+    )
+    assert pin_alias("models:/serve-test-model@champion") == "models:/serve-test-model/1"
+    client.set_registered_model_alias("serve-test-model", "champion", newer.version)
+    assert pin_alias("models:/serve-test-model@champion") == "models:/serve-test-model/2"
+    with pytest.raises(UserError, match="cannot resolve"):
+        pin_alias("models:/serve-test-model@nope")
 
 
 @pytest.mark.e2e

@@ -83,6 +83,30 @@ def _adapter_base(adapter_dir: Path) -> str:
     return str(base)
 
 
+def pin_alias(ref: str) -> str:
+    """``models:/name@alias`` -> ``models:/name/<version>`` the alias points at right now.
+
+    Resolved copies are cached by reference, so an alias must be pinned first: otherwise a
+    server started after a promotion would load the previous champion from the cache.
+    """
+    if not (ref.startswith("models:/") and "@" in ref):
+        return ref
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from tuneops.paths import default_tracking_uri
+
+    name, _, alias = ref[len("models:/") :].partition("@")
+    try:
+        version = MlflowClient(tracking_uri=default_tracking_uri()).get_model_version_by_alias(
+            name, alias
+        )
+    except MlflowException as exc:
+        raise UserError(f"cannot resolve {ref} in MLflow: {exc.message}") from exc
+    log.info("%s is version %s", ref, version.version)
+    return f"models:/{name}/{version.version}"
+
+
 def _find_adapter_dir(root: Path) -> Path | None:
     if (root / "adapter_config.json").is_file():
         return root
@@ -103,7 +127,7 @@ def load_model(ref: str, *, dtype: str = "auto", device: str = "auto") -> Loaded
     # A local adapter directory has no full weights, so look before resolve_model refuses it.
     adapter_dir = _find_adapter_dir(path) if path.is_dir() else None
     if adapter_dir is None:
-        path = resolve_model(ref)
+        path = resolve_model(pin_alias(ref))
 
     merged = False
     if adapter_dir is not None:
