@@ -150,3 +150,29 @@ def test_lora_adapter_is_merged_at_load(tiny_model_dir, tmp_path):
         merged = loaded.model(input_ids=ids).logits
     assert torch.allclose(merged, expected, atol=1e-4)
     assert not torch.allclose(merged, plain, atol=1e-4), "the adapter changed nothing"
+
+
+def test_request_past_its_timeout_is_504_and_leaves_the_queue(tiny):
+    from workloads.serve.config import ServeConfig
+    from workloads.serve.state import ApiError, ServingState
+
+    config = ServeConfig.model_validate(
+        {"limits": {"request_timeout_s": 0.2, "max_new_tokens": 8, "max_queue": 1}}
+    )
+    engine = Engine(tiny.model, tiny.tokenizer, device=tiny.device, max_queue=1)
+    state = ServingState(config, engine, tiny.tokenizer)  # engine not started: nothing runs
+
+    async def run():
+        sub = state.submit([1, 2, 3], 4, 0.0, 1.0, None)
+        with pytest.raises(ApiError) as full:
+            state.submit([1, 2, 3], 4, 0.0, 1.0, None)
+        assert full.value.status == 429
+        with pytest.raises(ApiError) as late:
+            await state.collect(sub)
+        return sub, late.value
+
+    sub, error = asyncio.run(run())
+    assert error.status == 504 and "request_timeout_s" in error.message
+    assert sub.seq.cancelled
+    with pytest.raises(ApiError, match="at most 8"):
+        state.submit([1], 9, 0.0, 1.0, None)

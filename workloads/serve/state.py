@@ -143,23 +143,20 @@ class ServingState:
 
     async def stream(self, sub: Submitted) -> AsyncIterator[tuple[str, str]]:
         """Yield (kind, text) pairs: deltas, then ("done", finish_reason) or ("error", msg)."""
-        events = sub.seq.events()
+        queue = sub.seq.queue
         try:
             while True:
-                left = sub.deadline - time.monotonic()
-                try:
-                    event = await asyncio.wait_for(events.__anext__(), timeout=max(left, 0.001))
-                except StopAsyncIteration:
-                    return
-                except TimeoutError:
-                    yield (
-                        "error",
-                        (
-                            f"request timed out after {self.limits.request_timeout_s:g} s "
-                            f"(limits.request_timeout_s)"
-                        ),
-                    )
-                    return
+                if queue.empty():
+                    left = sub.deadline - time.monotonic()
+                    try:
+                        async with asyncio.timeout(max(left, 0.001)):
+                            event = await queue.get()
+                    except TimeoutError:
+                        limit = self.limits.request_timeout_s
+                        yield "error", f"request timed out after {limit:g} s (request_timeout_s)"
+                        return
+                else:  # tokens already waiting: no timer needed
+                    event = queue.get_nowait()
                 if event.kind == "delta":
                     yield "delta", event.text
                 elif event.kind == "done":
