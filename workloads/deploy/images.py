@@ -74,7 +74,7 @@ def docker_client():
         )
         raise MissingToolError(
             f"cannot build images here: {client_note} no Docker engine answers "
-            f"({type(exc).__name__}); run this where a Docker engine runs (CI's image job does)"
+            f"({type(exc).__name__}); run it where a Docker engine runs"
         ) from exc
     return client
 
