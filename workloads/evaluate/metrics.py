@@ -21,6 +21,9 @@ LOWER_IS_BETTER = frozenset(
     {"empty_rate", "runaway_rate", "latency_p50_s", "latency_p95_s", "judge_unparsed_rate"}
 )
 
+# Metrics with no better direction (length): deltas are shown without a verdict.
+NEUTRAL = frozenset({"count", "answer_tokens", "answer_chars"})
+
 # The order metrics appear in tables.
 QUALITY_METRICS = ("key_fact_recall", "rouge_l", "bleu", "chrf", "exact_match", "judge_grade")
 AGGREGATE_METRICS = (

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneops.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from workloads.evaluate.config import EvalConfig
-from workloads.evaluate.metrics import higher_is_better
+from workloads.evaluate.metrics import NEUTRAL, higher_is_better
 
 if TYPE_CHECKING:
     from workloads.evaluate.runner import EvalResult, ModelEval
@@ -50,6 +50,8 @@ def fmt_delta(a: Any, b: Any, metric: str) -> str:
         return "—"
     delta = a - b
     text = f"{delta:+.1f}" if metric in ONE_DECIMAL else f"{delta:+.3f}"
+    if metric in NEUTRAL:
+        return text
     better = delta > 0 if higher_is_better(metric) else delta < 0
     return f"{text} ▲" if better and delta != 0 else (f"{text} ▼" if delta != 0 else text)
 
