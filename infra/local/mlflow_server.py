@@ -26,9 +26,8 @@ def artifacts_bucket(settings: LocalPlatformSettings) -> str:
     if settings.mlflow.artifacts_bucket:
         return settings.mlflow.artifacts_bucket
     from infra.config import load_environment
-    from infra.stacks.storage import bucket_names
 
-    return bucket_names(load_environment("local"))["artifacts"]
+    return load_environment("local").bucket_names()["artifacts"]
 
 
 def moto_environment(endpoint: str, region: str) -> dict[str, str]:

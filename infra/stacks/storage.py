@@ -11,16 +11,11 @@ from infra.constructs import EncryptedBucket
 DATA_BUCKETS = ("datasets", "artifacts", "models")
 
 
-def bucket_names(env: Environment) -> dict[str, str]:
-    """Kept for callers; ``Environment.bucket_names()`` gives the same without cdktf."""
-    return env.bucket_names()
-
-
 class Storage(Construct):
     def __init__(self, scope: Construct, id_: str, env: Environment, *, kms_key_arn: str) -> None:
         super().__init__(scope, id_)
         cfg = env.storage
-        names = bucket_names(env)
+        names = env.bucket_names()
         # Only the local environment's buckets may be emptied by `destroy`.
         force_destroy = env.is_local
         self.logs = EncryptedBucket(
