@@ -153,3 +153,15 @@ def test_dev_plan_without_credentials_stops_after_synth_and_policy(monkeypatch, 
     assert "AWS_PROFILE" in message and "\n" not in message
     assert "policy: " in result.output  # the gate ran before the missing credential stopped it
     assert (tmp_path / "out" / "stacks" / "dev-network" / "cdk.tf.json").is_file()
+
+
+def test_platform_holds_no_argocd_application_so_each_env_bootstraps_its_own_root_app():
+    """What a cluster syncs has one source: gitops/envs/<env>/root-app.yaml, rendered per
+    environment. An Application under platform/ would sync every environment into one cluster."""
+    import yaml
+
+    from infra.catalog import PLATFORM_DIR
+
+    for path in sorted(PLATFORM_DIR.rglob("*.y*ml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            assert not (isinstance(doc, dict) and doc.get("kind") == "Application"), path
