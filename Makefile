@@ -76,8 +76,12 @@ promote: setup ## move `champion` to the candidate if the promotion gate holds
 rollback: setup ## make the previous champion the champion again
 	$(TUNEOPS) rollback
 
-synth: setup ## cdktf synth (all environments when ENV is empty)
-	$(TUNEOPS) infra synth $(if $(ENV),--env $(ENV),)
+# synth does every environment unless ENV was given (command line or environment): the `local`
+# default above is for the other targets, so `make synth` and `make synth ENV=` do all of them.
+SYNTH_ENV := $(if $(filter command line environment environment override,$(origin ENV)),$(ENV),)
+
+synth: setup ## cdktf synth of ENV; all environments, in one process, unless ENV is given
+	$(TUNEOPS) infra synth $(if $(SYNTH_ENV),--env $(SYNTH_ENV),)
 
 policy: setup ## checkov policy gate for ENV
 	$(TUNEOPS) infra policy --env $(ENV)

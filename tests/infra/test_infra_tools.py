@@ -165,3 +165,46 @@ def test_platform_holds_no_argocd_application_so_each_env_bootstraps_its_own_roo
     for path in sorted(PLATFORM_DIR.rglob("*.y*ml")):
         for doc in yaml.safe_load_all(path.read_text()):
             assert not (isinstance(doc, dict) and doc.get("kind") == "Application"), path
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        ([], None, "infra synth"),
+        (["ENV="], None, "infra synth"),
+        (["ENV=prod"], None, "infra synth --env prod"),
+        ([], "dev", "infra synth --env dev"),
+    ],
+)
+def test_make_synth_does_every_environment_unless_env_is_given(args, env, expected):
+    """`make synth` ignores the `local` default the other targets use (issue: all environments
+    when ENV is empty); `make -n` prints the command without running it."""
+    import os
+    import shutil
+    import subprocess
+
+    from tuneops.paths import REPO_ROOT
+
+    if shutil.which("make") is None:
+        pytest.fail("make is not installed")
+    environ = {k: v for k, v in os.environ.items() if k not in ("ENV", "MAKEFLAGS")}
+    if env is not None:
+        environ["ENV"] = env
+    out = subprocess.run(
+        ["make", "-n", "synth", *args],
+        cwd=REPO_ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    synth_lines = [
+        line.split("tuneops ", 1)[1].strip()
+        for line in out.splitlines()
+        if "tuneops infra synth" in line
+    ]
+    assert synth_lines == [expected]
+    plan = subprocess.run(
+        ["make", "-n", "plan"], cwd=REPO_ROOT, env=environ, capture_output=True, text=True
+    ).stdout
+    assert f"infra plan --env {env or 'local'}" in plan  # the other targets keep the default
