@@ -170,6 +170,10 @@ class StorageConfig(StrictModel):
     log_retention_days: int = Field(365, ge=1)
     # A bucket policy that denies every request not made over TLS.
     require_tls: bool = True
+    # Prefix of the artifacts bucket under which MLflow keeps run artifacts and registered
+    # models (the mlflow release's artifactRoot.s3.path in platform/catalog.yaml). KServe
+    # downloads registered models from there, so the model server may read this prefix only.
+    mlflow_prefix: str = Field("mlflow", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*[A-Za-z0-9]$")
 
 
 class DatabaseConfig(StrictModel):

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import (
+    DataAwsIamPolicyDocumentStatementCondition,
+)
 from constructs import Construct
 
 from infra.config import Environment
@@ -14,6 +17,28 @@ from infra.constructs import ServiceAccountRole
 def _s3(actions: list[str], bucket_arns: list[str], objects: bool = True) -> dict[str, Any]:
     resources = [f"{arn}/*" for arn in bucket_arns] if objects else bucket_arns
     return {"effect": "Allow", "actions": actions, "resources": resources}
+
+
+def _s3_prefix_read(bucket_arn: str, prefix: str) -> list[dict[str, Any]]:
+    """Read one prefix of a bucket: list it (the s3:prefix condition keeps listing inside the
+    prefix) and get its objects."""
+    return [
+        {
+            "effect": "Allow",
+            "actions": ["s3:ListBucket"],
+            "resources": [bucket_arn],
+            "condition": [
+                DataAwsIamPolicyDocumentStatementCondition(
+                    test="StringLike", variable="s3:prefix", values=[prefix, f"{prefix}/*"]
+                )
+            ],
+        },
+        {
+            "effect": "Allow",
+            "actions": ["s3:GetObject", "s3:GetObjectVersion"],
+            "resources": [f"{bucket_arn}/{prefix}/*"],
+        },
+    ]
 
 
 class WorkloadRoles(Construct):
@@ -46,10 +71,12 @@ class WorkloadRoles(Construct):
                 _s3(read + write, [artifacts, models]),
                 kms_use,
             ],
-            # model server: read models
+            # model server: read models, and the registered MLflow models KServe downloads
+            # (the artifacts bucket's MLflow prefix only)
             "model_server": [
                 _s3(["s3:ListBucket"], [models], objects=False),
                 _s3(read, [models]),
+                *_s3_prefix_read(artifacts, env.storage.mlflow_prefix.strip("/")),
                 kms_use,
             ],
             # MLflow: read and write artifacts, connect to its database with IAM auth

@@ -197,6 +197,33 @@ def test_workload_roles_grant_least_privilege(stack_json):
     assert datasets_writes == []  # the trainer reads datasets, never writes them
 
 
+@pytest.mark.parametrize("env", ["local", "prod"])
+def test_model_server_reads_registered_models_under_the_mlflow_prefix_only(stack_json, env):
+    """KServe downloads registered MLflow models from s3://<artifacts>/mlflow/...: the model
+    server may list and get that prefix, and nothing else of the artifacts bucket."""
+    from infra.config import load_environment
+
+    environment = load_environment(env)
+    prefix = environment.storage.mlflow_prefix
+    docs = stack_json(env, "data")["data"]["aws_iam_policy_document"]
+    (server,) = [v for k, v in docs.items() if "_permissions_" in k and "model-server" in k]
+    artifacts = [st for st in server["statement"] if any("artifacts" in r for r in st["resources"])]
+    assert artifacts, "the model server cannot read registered models"
+    by_action = {a: st for st in artifacts for a in st["actions"]}
+    assert set(by_action) == {"s3:ListBucket", "s3:GetObject", "s3:GetObjectVersion"}
+    listing = by_action["s3:ListBucket"]
+    assert all(not r.endswith("/*") for r in listing["resources"])
+    assert listing["condition"] == [
+        {"test": "StringLike", "variable": "s3:prefix", "values": [prefix, f"{prefix}/*"]}
+    ]
+    assert all(r.endswith(f"/{prefix}/*") for r in by_action["s3:GetObject"]["resources"])
+    # the prefix is the one the platform's MLflow server writes artifacts under
+    from infra.catalog import load_catalog
+
+    (mlflow,) = [r for r in load_catalog().releases if r.name == "mlflow"]
+    assert mlflow.values["artifactRoot"]["s3"]["path"] == prefix
+
+
 def test_platform_releases_pinned_ordered_and_wired(synthesized, stack_json):
     for env in ("local", "dev", "staging", "prod"):
         doc = stack_json(env, "platform")
