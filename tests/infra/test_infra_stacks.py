@@ -237,6 +237,8 @@ def test_platform_releases_pinned_ordered_and_wired(synthesized, stack_json):
             "argo-cd",
             "kube-prometheus-stack",
             "nvidia-device-plugin",
+            "envoy-gateway",
+            "kserve-gateway",
         } <= names
         for release in releases:
             assert re.fullmatch(r"v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?", release["version"])
@@ -256,6 +258,51 @@ def test_platform_releases_pinned_ordered_and_wired(synthesized, stack_json):
     )
     prod_values = json.dumps(resources(stack_json("prod", "platform"), "helm_release"))
     assert "retention: 30d" in prod_values  # the prod overlay of platform/values/
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_gateway_api_installed_before_kserve_with_the_gateway_the_canary_route_uses(
+    stack_json, env
+):
+    """Standard-mode canaries are a weighted HTTPRoute on the Gateway named in configs/deploy:
+    the platform must install a Gateway API implementation and that Gateway, before KServe."""
+    import yaml
+
+    from tuneops.paths import CONFIG_DIR
+
+    by_name = {r["name"]: r for r in resources(stack_json(env, "platform"), "helm_release")}
+    envoy = by_name["envoy-gateway"]
+    assert (envoy["repository"], envoy["chart"], envoy["version"]) == (
+        "oci://docker.io/envoyproxy",
+        "gateway-helm",
+        "v1.7.0",
+    )
+    assert envoy["namespace"] == "envoy-gateway-system"
+    gateway_release = by_name["kserve-gateway"]
+    assert "helm_release.release-envoy-gateway" in gateway_release["depends_on"]
+    assert "helm_release.release-kserve-gateway" in by_name["kserve"]["depends_on"]
+
+    route = yaml.safe_load((CONFIG_DIR / "deploy" / f"{env}.yaml").read_text())["route"]
+    wanted = route["gateway"]
+    manifests = yaml.safe_load(gateway_release["values"][0])["resources"]
+    kinds = {m["kind"]: m for m in manifests}
+    gateway, gateway_class = kinds["Gateway"], kinds["GatewayClass"]
+    assert gateway["metadata"] == {"name": wanted["name"], "namespace": wanted["namespace"]}
+    assert gateway["spec"]["gatewayClassName"] == gateway_class["metadata"]["name"]
+    assert (
+        gateway_class["spec"]["controllerName"] == "gateway.envoyproxy.io/gatewayclass-controller"
+    )
+
+    kserve_values = yaml.safe_load(by_name["kserve"]["values"][0])
+    ingress = kserve_values["kserve"]["controller"]["gateway"]["ingressGateway"]
+    assert ingress["enableGatewayApi"] is True
+    assert ingress["kserveGateway"] == f"{wanted['namespace']}/{wanted['name']}"
+
+
+def test_kubeflow_trainer_serves_the_trainjob_api_the_project_renders(stack_json):
+    by_name = {r["name"]: r for r in resources(stack_json("prod", "platform"), "helm_release")}
+    # runtimePatches in the rendered TrainJob is the Trainer 2.3 API
+    assert by_name["kubeflow-trainer"]["version"] == "2.3.0"
 
 
 def test_network_nat_per_az_in_prod_single_in_dev_with_flow_logs(stack_json):
