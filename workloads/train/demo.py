@@ -15,7 +15,8 @@ def run(ctx) -> None:
     overrides += ctx.get("train_overrides", [])
     if ctx.get("tracking_uri"):
         overrides.append(f"mlflow.tracking_uri={ctx['tracking_uri']}")
-    config = load_train_config(overrides=overrides)
+    # The local overlay (configs/train/default.local.yaml) holds the laptop time budget.
+    config = load_train_config(env="local", overrides=overrides)
     result = run_training(config)
     console.print(summary_line(result))
     console.print(f"train run id: [bold]{result.run_id}[/bold]")
