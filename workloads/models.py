@@ -25,6 +25,7 @@ from pathlib import Path
 from tuneops.errors import UserError
 from tuneops.io import atomic_dir
 from tuneops.paths import cache_dir
+from tuneops.s3 import download_prefix, split_uri
 
 log = logging.getLogger(__name__)
 
@@ -143,24 +144,13 @@ def _resolve_s3(ref: str) -> Path:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    bucket, _, prefix = ref[len("s3://") :].partition("/")
+    bucket, prefix = split_uri(ref, what="model")
     target = models_cache() / "s3" / _digest(ref)
     if not target.exists():
         s3 = boto3.client("s3")
         try:
             with atomic_dir(target) as tmp:
-                found = 0
-                pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-                for page in pages:
-                    for obj in page.get("Contents", []):
-                        rel = obj["Key"][len(prefix) :].lstrip("/")
-                        if not rel or rel.endswith("/"):
-                            continue
-                        dest = tmp / rel
-                        dest.parent.mkdir(parents=True, exist_ok=True)
-                        s3.download_file(bucket, obj["Key"], str(dest))
-                        found += 1
-                if not found:
+                if not download_prefix(s3, bucket, prefix, tmp):
                     raise UserError(f"{ref}: no objects under that prefix")
         except (BotoCoreError, ClientError) as exc:
             raise UserError(f"cannot download {ref}: {exc}") from exc

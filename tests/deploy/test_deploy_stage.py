@@ -10,6 +10,7 @@ import time
 
 import boto3
 import pytest
+import requests
 from moto.server import ThreadedMotoServer
 
 from tuneops.errors import UserError
@@ -24,6 +25,8 @@ def s3_server(monkeypatch):
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
+    # moto's backends are per process, not per server: start each test from an empty S3.
+    requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
     for key, value in {
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "testing",

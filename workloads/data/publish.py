@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 from tuneops.errors import MissingToolError, UserError
+from tuneops.s3 import split_uri
 from workloads.data.snapshot import Snapshot
 from workloads.data.split import SPLITS
 
@@ -23,12 +24,8 @@ def upload_snapshot(snapshot: Snapshot, uri: str) -> str:
     from boto3.exceptions import S3UploadFailedError
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-    if not uri.startswith("s3://"):
-        raise UserError(f"--upload {uri!r}: give an s3://bucket/prefix URI")
-    bucket, _, prefix = uri[len("s3://") :].partition("/")
-    if not bucket:
-        raise UserError(f"--upload {uri!r}: the bucket name is missing")
-    key_prefix = "/".join(p for p in (prefix.strip("/"), snapshot.name, snapshot.id) if p)
+    bucket, prefix = split_uri(uri, what="--upload")
+    key_prefix = "/".join(p for p in (prefix, snapshot.name, snapshot.id) if p)
     client = boto3.client("s3")
     try:
         for path in sorted(Path(snapshot.path).iterdir()):

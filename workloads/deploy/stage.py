@@ -21,15 +21,13 @@ from pathlib import Path
 from tuneops.errors import UserError
 from tuneops.io import atomic_dir, atomic_write_text
 from tuneops.paths import cache_dir
+from tuneops.s3 import download_prefix, split_uri
 
 MANIFEST = "manifest.json"
 
 
 def _split(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise UserError(f"{uri!r}: the dataset location must be s3://bucket/prefix")
-    bucket, _, prefix = uri[len("s3://") :].partition("/")
-    return bucket, prefix.strip("/")
+    return split_uri(uri, what="the dataset location")
 
 
 def _join(*parts: str) -> str:
@@ -70,19 +68,7 @@ def stage(source: str, dataset: str, root: Path | None = None, client=None) -> s
         if not (target / MANIFEST).is_file():
             key_prefix = _join(prefix, name, sid) + "/"
             with atomic_dir(target) as tmp:
-                count = 0
-                pages = client.get_paginator("list_objects_v2").paginate(
-                    Bucket=bucket, Prefix=key_prefix
-                )
-                for page in pages:
-                    for obj in page.get("Contents", []):
-                        rel = obj["Key"][len(key_prefix) :]
-                        if not rel or rel.endswith("/"):
-                            continue
-                        dest = tmp / rel
-                        dest.parent.mkdir(parents=True, exist_ok=True)
-                        client.download_file(bucket, obj["Key"], str(dest))
-                        count += 1
+                count = download_prefix(client, bucket, key_prefix, tmp)
                 if not (tmp / MANIFEST).is_file():
                     raise UserError(f"s3://{bucket}/{key_prefix} holds no snapshot ({count} files)")
     except (BotoCoreError, ClientError) as exc:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tuneops.errors import UserError
 from tuneops.io import atomic_dir, atomic_write_json
+from tuneops.s3 import download_prefix, split_uri
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,7 @@ def newest_valid(root: Path, *, prune_invalid: bool = False) -> Path | None:
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, prefix = uri[len("s3://") :].partition("/")
-    return bucket, prefix.strip("/")
+    return split_uri(uri, what="checkpoint location")
 
 
 def _s3():
@@ -121,15 +121,7 @@ def download(remote: str, root: Path) -> Path:
     client = _s3()
     try:
         with atomic_dir(target) as tmp:
-            pages = client.get_paginator("list_objects_v2").paginate(
-                Bucket=bucket, Prefix=f"{prefix}/"
-            )
-            for page in pages:
-                for obj in page.get("Contents", []):
-                    rel = obj["Key"][len(prefix) + 1 :]
-                    dest = tmp / rel
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    client.download_file(bucket, obj["Key"], str(dest))
+            download_prefix(client, bucket, prefix, tmp)
     except (Boto3Error, BotoCoreError, ClientError) as exc:
         raise UserError(f"cannot download checkpoint {remote}: {exc}") from exc
     if not is_valid(target):
