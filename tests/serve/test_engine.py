@@ -72,7 +72,10 @@ def test_staggered_batched_generation_matches_generate(tiny):
         engine.stop()
     for ids, n, seq, (text, final) in zip(prompts, lengths, seqs, results, strict=True):
         assert seq.generated == reference_ids(tiny, ids, n)
-        assert text == tok.decode(seq.generated, skip_special_tokens=True)
+        # The random model emits stray UTF-8 fragments; the stream may place their replacement
+        # characters differently from one whole decode, but every real character must match.
+        decoded = tok.decode(seq.generated, skip_special_tokens=True)
+        assert text.replace("\ufffd", "") == decoded.replace("\ufffd", "")
         assert final.finish_reason == ("length" if len(seq.generated) == n else "stop")
 
 
