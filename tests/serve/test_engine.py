@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from workloads.serve.engine import Engine, SamplingParams
+from workloads.serve.engine import Engine, SamplingParams, Sequence
 from workloads.serve.loading import load_model
 
 
@@ -61,9 +61,10 @@ def test_staggered_batched_generation_matches_generate(tiny):
             seqs.append(engine.submit(ids, SamplingParams(max_tokens=n)))
             if i % 2 == 0:
                 # Let the batch decode a few steps so the next prompt joins a running batch.
-                first = await seqs[0].queue.get()
-                await seqs[0].queue.put(first)
-                await asyncio.sleep(0.01)
+                # (Poll the engine's state; taking an event off the queue and putting it back
+                # would reorder the stream.)
+                while len(seqs[0].generated) < 2 * (i // 2 + 1) and not seqs[0].finish_reason:
+                    await asyncio.sleep(0.001)
         return await asyncio.gather(*(collect(s) for s in seqs)), seqs
 
     try:
@@ -72,9 +73,7 @@ def test_staggered_batched_generation_matches_generate(tiny):
         engine.stop()
     for ids, n, seq, (text, final) in zip(prompts, lengths, seqs, results, strict=True):
         assert seq.generated == reference_ids(tiny, ids, n)
-        # Streamed text against one whole decode is checked with well-formed output in the API
-        # tests; this random model's byte fragments are decoded differently piecewise (open).
-        assert text
+        assert text == tok.decode(seq.generated, skip_special_tokens=True)
         assert final.finish_reason == ("length" if len(seq.generated) == n else "stop")
 
 
@@ -178,3 +177,42 @@ def test_request_past_its_timeout_is_504_and_leaves_the_queue(tiny):
     assert sub.seq.cancelled
     with pytest.raises(ApiError, match="at most 8"):
         state.submit([1], 9, 0.0, 1.0, None)
+
+
+@pytest.mark.parametrize(
+    ("answer", "stop"),
+    [
+        ("Räder, naïve café — 日本語 🚀 done", ()),
+        ("kubectl get pods 🚀 -n demo END and more", ("END",)),
+    ],
+)
+def test_token_by_token_stream_adds_up_to_the_whole_decode(tiny, answer, stop):
+    """Multi-byte characters split across tokens and a stop string are held back, never garbled."""
+    tok = tiny.tokenizer
+    ids = tok(answer, add_special_tokens=False)["input_ids"]
+    # At least one character must span several byte-level tokens for this to test anything.
+    assert any("\ufffd" in tok.decode(ids[:i]) for i in range(1, len(ids)))
+    engine = Engine(tiny.model, tok, device=tiny.device)
+
+    async def run():
+        seq = Sequence(
+            0,
+            [],
+            SamplingParams(max_tokens=99, stop=stop),
+            asyncio.get_running_loop(),
+            asyncio.Queue(),
+        )
+        stopped = False
+        for token in ids:
+            seq.generated.append(token)
+            if engine._emit(seq):
+                stopped = True
+                break
+        engine._finish(seq, "stop", hit_stop=stopped)
+        return await collect(seq)
+
+    text, final = asyncio.run(run())
+    expected = tok.decode(ids)
+    assert "\ufffd" not in text
+    assert text == (expected[: expected.index(stop[0])] if stop else expected)
+    assert final.finish_reason == "stop"
