@@ -44,6 +44,7 @@ class MlflowServerService(Service):
     name = "mlflow"
     order = 30
     start_timeout_s = 180.0  # the first start creates MLflow's tables
+    health_path = "/health"
 
     def __init__(
         self,
@@ -54,10 +55,8 @@ class MlflowServerService(Service):
         region: str | None = None,
         postgres: PostgresService | None = None,
     ) -> None:
-        super().__init__(root)
         self.settings = settings or load_platform_settings()
-        self.host = self.settings.host
-        self.port = self.settings.mlflow.port
+        super().__init__(root, host=self.settings.host, port=self.settings.mlflow.port)
         self.postgres = postgres or PostgresService(self.root.parent, self.settings)
         if s3_endpoint is None or region is None:
             from infra.config import load_environment
@@ -72,13 +71,6 @@ class MlflowServerService(Service):
         self.artifacts_destination = (
             f"s3://{self.bucket}/{prefix}" if prefix else f"s3://{self.bucket}"
         )
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def address(self) -> tuple[str, int]:
-        return (self.host, self.port)
 
     def environment(self) -> dict[str, str]:
         return moto_environment(self.s3_endpoint, self.region)
@@ -100,14 +92,6 @@ class MlflowServerService(Service):
             "--workers",
             str(self.settings.mlflow.workers),
         ]
-
-    def healthy(self) -> bool:
-        import requests
-
-        try:
-            return requests.get(f"{self.url}/health", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
 
     def check_dependencies(self) -> None:
         import boto3

@@ -19,6 +19,7 @@ class ModelServerService(Service):
     name = "model-server"
     order = 40
     start_timeout_s = 300.0  # loading (and, the first time, converting) the model
+    health_path = "/v2/health/ready"
 
     def __init__(
         self,
@@ -28,19 +29,10 @@ class ModelServerService(Service):
         model: str | None = None,
         mlflow: MlflowServerService | None = None,
     ) -> None:
-        super().__init__(root)
         self.settings = settings or load_platform_settings()
-        self.host = self.settings.host
-        self.port = self.settings.model_server.port
+        super().__init__(root, host=self.settings.host, port=self.settings.model_server.port)
         self.model = model or self.settings.model_server.model
         self.mlflow = mlflow or MlflowServerService(self.root.parent, self.settings)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def address(self) -> tuple[str, int]:
-        return (self.host, self.port)
 
     def environment(self) -> dict[str, str]:
         return {
@@ -58,14 +50,6 @@ class ModelServerService(Service):
         )
         server.host = self.host
         return server.command()
-
-    def healthy(self) -> bool:
-        import requests
-
-        try:
-            return requests.get(f"{self.url}/v2/health/ready", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
 
     def start(self) -> ServiceStatus:
         if not self.settings.model_server.enabled:

@@ -27,11 +27,9 @@ class MotoService(Service):
     start_timeout_s = 120.0  # replaying a long recording takes a while
 
     def __init__(self, root=None, endpoint: str | None = None) -> None:
-        super().__init__(root)
         self.endpoint = (endpoint or local_endpoint()).rstrip("/")
         parsed = urlparse(self.endpoint)
-        self.host = parsed.hostname or "127.0.0.1"
-        self.port = parsed.port or 80
+        super().__init__(root, host=parsed.hostname or "127.0.0.1", port=parsed.port or 80)
         self.recording = self.root / "recording.jsonl"
 
     @property
@@ -41,9 +39,6 @@ class MotoService(Service):
     def environment(self) -> dict[str, str]:
         # AWS managed policies (AmazonEKSClusterPolicy, ...) exist only when moto loads them.
         return {"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
-
-    def address(self) -> tuple[str, int]:
-        return (self.host, self.port)
 
     def command(self) -> list[str]:
         return [

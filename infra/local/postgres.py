@@ -102,10 +102,8 @@ class PostgresService(Service):
     start_timeout_s = 60.0
 
     def __init__(self, root: Path | None = None, settings: LocalPlatformSettings | None = None):
-        super().__init__(root)
         self.settings = settings or load_platform_settings()
-        self.host = self.settings.host
-        self.port = self.settings.postgres.port
+        super().__init__(root, host=self.settings.host, port=self.settings.postgres.port)
         self.user = self.settings.postgres.user
         self.database = self.settings.postgres.database
         self.data_dir = self.root / "data"
@@ -119,9 +117,6 @@ class PostgresService(Service):
     def sqlalchemy_url(self) -> str:
         """The URL for SQLAlchemy (MLflow): the psycopg2 driver, the one installed."""
         return f"postgresql+psycopg2://{self.user}@{self.host}:{self.port}/{self.database}"
-
-    def address(self) -> tuple[str, int]:
-        return (self.host, self.port)
 
     def _chown(self, path: Path) -> None:
         if self.account is not None:

@@ -65,17 +65,24 @@ class ServiceStatus:
 
 
 class Service:
-    """One local process. Subclasses set ``name`` and implement ``command`` and ``healthy``."""
+    """One local process. Subclasses set ``name`` and implement ``command`` and ``healthy``;
+    an HTTP server that listens on ``host``:``port`` may set ``health_path`` instead of
+    implementing ``healthy``."""
 
     name: str = ""
     order: int = 100
     start_timeout_s: float = 60.0
+    health_path: str | None = None  # answers 200 over HTTP once the service is ready
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(
+        self, root: Path | None = None, *, host: str | None = None, port: int | None = None
+    ) -> None:
         self.root = (root or local_root()) / self.name
         self.root.mkdir(parents=True, exist_ok=True)
         self.pid_file = self.root / "pid"
         self.log_file = self.root / "service.log"
+        self.host = host
+        self.port = port
 
     # -- to implement -------------------------------------------------------------------
     def command(self) -> list[str]:
@@ -85,15 +92,27 @@ class Service:
         return {}
 
     def healthy(self) -> bool:
-        raise NotImplementedError
+        if self.health_path is None:
+            raise NotImplementedError
+        import requests
+
+        try:
+            return requests.get(f"{self.url}{self.health_path}", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
 
     @property
     def url(self) -> str | None:
-        return None
+        """``http://host:port`` for a service that listens on a port."""
+        if self.host is None or self.port is None:
+            return None
+        return f"http://{self.host}:{self.port}"
 
     def address(self) -> tuple[str, int] | None:
         """(host, port) the service listens on, checked to be free before it starts."""
-        return None
+        if self.host is None or self.port is None:
+            return None
+        return (self.host, self.port)
 
     def port_taken(self) -> bool:
         addr = self.address()
