@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,6 +149,37 @@ class Runner:
                 "retry"
             )
 
+    def run_stacks(
+        self,
+        action: str,
+        step: Callable[[str, Terraform], StackResult],
+        started: float,
+        *,
+        policy: dict | None = None,
+        reverse: bool = False,
+        explain_skip: bool = False,
+        list_resources: bool = False,
+    ) -> EnvRun:
+        """Run ``step`` on every stack in order (``reverse`` for teardown), report each result
+        (with the resources it changed if ``list_resources``) and record the run, timed from
+        ``started``. A stack whose providers are not available is recorded as skipped;
+        ``explain_skip`` also says why."""
+        run = EnvRun(self.env.name, action, policy=policy)
+        for stack in reversed(self.order()) if reverse else self.order():
+            if not self.plannable(stack):
+                if explain_skip:
+                    self.say(PLATFORM_SKIPPED.format(env=self.env.name))
+                run.stacks.append(StackResult(stack, "skipped", note="providers not available"))
+                continue
+            result = step(stack, self.terraform(stack))
+            run.stacks.append(result)
+            self.say(result.line())
+            if list_resources:
+                for resource in result.changes.resources:
+                    self.say(f"  {resource}")
+        run.seconds = time.perf_counter() - started
+        return self.record(run)
+
     def confirm(self) -> None:
         if not self.env.is_prod or os.environ.get("AUTO_APPROVE") == "1":
             return
@@ -184,35 +216,26 @@ class Runner:
     # -- commands ------------------------------------------------------------------------
     def plan(self, *, synth: bool = True) -> EnvRun:
         started = time.perf_counter()
-        run = EnvRun(self.env.name, "plan")
         if synth:
             self.synth()
-        run.policy = self.policy()
+        policy = self.policy()
         self.preflight()
         pending_upstream: str | None = None
-        for stack in self.order():
-            if not self.plannable(stack):
-                self.say(PLATFORM_SKIPPED.format(env=self.env.name))
-                run.stacks.append(StackResult(stack, "skipped", note="providers not available"))
-                continue
-            tf = self.terraform(stack)
+
+        def plan_stack(stack: str, tf: Terraform) -> StackResult:
+            nonlocal pending_upstream
             tf.discard_plan()
             tf.init()
             if pending_upstream:
-                run.stacks.append(
-                    StackResult(
-                        stack, "deferred", note=f"planned at apply, after {pending_upstream}"
-                    )
+                return StackResult(
+                    stack, "deferred", note=f"planned at apply, after {pending_upstream}"
                 )
-                self.say(run.stacks[-1].line())
-                continue
             changes = tf.plan()
-            run.stacks.append(StackResult(stack, "planned", changes))
-            self.say(run.stacks[-1].line())
             if not changes.empty:
                 pending_upstream = stack
-        run.seconds = time.perf_counter() - started
-        return self.record(run)
+            return StackResult(stack, "planned", changes)
+
+        return self.run_stacks("plan", plan_stack, started, policy=policy, explain_skip=True)
 
     def apply(self) -> EnvRun:
         started = time.perf_counter()
@@ -224,14 +247,10 @@ class Runner:
             self.synth()
         self.confirm()
         self.preflight()
-        run = EnvRun(self.env.name, "apply")
         upstream_changed = False
-        for stack in self.order():
-            if not self.plannable(stack):
-                self.say(PLATFORM_SKIPPED.format(env=self.env.name))
-                run.stacks.append(StackResult(stack, "skipped", note="providers not available"))
-                continue
-            tf = self.terraform(stack)
+
+        def apply_stack(stack: str, tf: Terraform) -> StackResult:
+            nonlocal upstream_changed
             if upstream_changed or not tf.plan_file.is_file():
                 # Deferred at plan time, or its upstream just changed: plan it now.
                 tf.init()
@@ -246,10 +265,9 @@ class Runner:
                 upstream_changed = True
                 result = StackResult(stack, "applied", changes)
             result.resources = len(tf.state_resources())
-            run.stacks.append(result)
-            self.say(result.line())
-        run.seconds = time.perf_counter() - started
-        return self.record(run)
+            return result
+
+        return self.run_stacks("apply", apply_stack, started, explain_skip=True)
 
     def destroy(self, *, synth: bool = True) -> EnvRun:
         started = time.perf_counter()
@@ -257,44 +275,30 @@ class Runner:
             self.synth()
         self.confirm()
         self.preflight()
-        run = EnvRun(self.env.name, "destroy")
-        for stack in reversed(self.order()):
-            if not self.plannable(stack):
-                run.stacks.append(StackResult(stack, "skipped", note="providers not available"))
-                continue
-            tf = self.terraform(stack)
+
+        def destroy_stack(stack: str, tf: Terraform) -> StackResult:
             tf.init()
             changes = tf.plan(destroy=True)
             if not changes.empty:
                 tf.apply_saved()
             else:
                 tf.discard_plan()
-            result = StackResult(stack, "destroyed", changes, len(tf.state_resources()))
-            run.stacks.append(result)
-            self.say(result.line())
-        run.seconds = time.perf_counter() - started
-        return self.record(run)
+            return StackResult(stack, "destroyed", changes, len(tf.state_resources()))
+
+        return self.run_stacks("destroy", destroy_stack, started, reverse=True)
 
     def drift(self, *, synth: bool = True) -> EnvRun:
         started = time.perf_counter()
         if synth:
             self.synth()
         self.preflight()
-        run = EnvRun(self.env.name, "drift")
-        for stack in self.order():
-            if not self.plannable(stack):
-                run.stacks.append(StackResult(stack, "skipped", note="providers not available"))
-                continue
-            tf = self.terraform(stack)
+
+        def drift_stack(stack: str, tf: Terraform) -> StackResult:
             tf.init()
             changes = tf.drift()
-            result = StackResult(stack, "drifted" if not changes.empty else "unchanged", changes)
-            run.stacks.append(result)
-            self.say(result.line())
-            for resource in changes.resources:
-                self.say(f"  {resource}")
-        run.seconds = time.perf_counter() - started
-        self.record(run)
+            return StackResult(stack, "drifted" if not changes.empty else "unchanged", changes)
+
+        run = self.run_stacks("drift", drift_stack, started, list_resources=True)
         drifted = [s for s in run.stacks if s.status == "drifted"]
         if drifted:
             names = "; ".join(
