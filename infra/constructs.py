@@ -7,6 +7,7 @@
   encrypted volumes; GPU pools are labelled, tainted and tagged for the cluster autoscaler.
 - ``ServiceAccountRole``: an IAM role that exactly one Kubernetes service account can assume
   through the cluster's OIDC provider (IRSA).
+- ``customer_key``: a customer-managed KMS key of the environment, optionally with an alias.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from cdktf_cdktf_provider_aws import (
 from cdktf_cdktf_provider_aws.eks_node_group import EksNodeGroup
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
+from cdktf_cdktf_provider_aws.kms_alias import KmsAlias
+from cdktf_cdktf_provider_aws.kms_key import KmsKey
 from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
 from cdktf_cdktf_provider_aws.s3_bucket_logging import S3BucketLoggingA
 from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import S3BucketOwnershipControls
@@ -33,7 +36,7 @@ from cdktf_cdktf_provider_aws.s3_bucket_public_access_block import S3BucketPubli
 from cdktf_cdktf_provider_aws.s3_bucket_versioning import S3BucketVersioningA
 from constructs import Construct
 
-from infra.config import GpuPool, NodePool
+from infra.config import Environment, GpuPool, NodePool
 
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}
 GPU_LABELS = {"nvidia.com/gpu.present": "true", "tuneops.io/accelerator": "nvidia"}
@@ -84,6 +87,30 @@ def key_policy(account_id: str, services: list[str]) -> str:
             }
         )
     return policy_json(statements)
+
+
+def customer_key(
+    scope: Construct,
+    id_: str,
+    env: Environment,
+    *,
+    description: str,
+    services: list[str],
+    alias: str | None = None,
+) -> KmsKey:
+    """A customer-managed key with rotation on and a longer deletion window in prod, that the
+    account administers and ``services`` may use; ``alias`` also names it (``<id_>-alias``)."""
+    key = KmsKey(
+        scope,
+        id_,
+        description=description,
+        enable_key_rotation=True,
+        deletion_window_in_days=30 if env.is_prod else 7,
+        policy=key_policy(env.account_id, services),
+    )
+    if alias is not None:
+        KmsAlias(scope, f"{id_}-alias", name=alias, target_key_id=key.key_id)
+    return key
 
 
 class EncryptedBucket(Construct):

@@ -15,12 +15,10 @@ from cdktf_cdktf_provider_aws.eks_cluster import (
 from cdktf_cdktf_provider_aws.iam_openid_connect_provider import IamOpenidConnectProvider
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
-from cdktf_cdktf_provider_aws.kms_alias import KmsAlias
-from cdktf_cdktf_provider_aws.kms_key import KmsKey
 from constructs import Construct
 
 from infra.config import Environment
-from infra.constructs import ManagedNodePool, key_policy, policy_json
+from infra.constructs import ManagedNodePool, customer_key, policy_json
 from infra.stacks.base import EnvStack
 
 # AWS managed policies the control plane and the nodes need (named, never wildcards).
@@ -55,20 +53,14 @@ class Cluster(Construct):
     ) -> None:
         super().__init__(scope, id_)
         cfg = env.cluster
-        self.secrets_key = KmsKey(
+        self.secrets_key = customer_key(
             self,
             "secrets-key",
+            env,
             description=f"{cfg.name} Kubernetes secrets envelope encryption",
-            enable_key_rotation=True,
-            deletion_window_in_days=30 if env.is_prod else 7,
             # The control-plane log group is encrypted with this key too.
-            policy=key_policy(env.account_id, [f"logs.{env.region}.amazonaws.com"]),
-        )
-        KmsAlias(
-            self,
-            "secrets-key-alias",
-            name=f"alias/{cfg.name}-secrets",
-            target_key_id=self.secrets_key.key_id,
+            services=[f"logs.{env.region}.amazonaws.com"],
+            alias=f"alias/{cfg.name}-secrets",
         )
         cluster_role = _service_role(
             self, "cluster-role", f"{cfg.name}-cluster", "eks.amazonaws.com"

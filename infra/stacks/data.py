@@ -3,12 +3,10 @@ roles, all encrypted with one customer-managed key of the environment."""
 
 from __future__ import annotations
 
-from cdktf_cdktf_provider_aws.kms_alias import KmsAlias
-from cdktf_cdktf_provider_aws.kms_key import KmsKey
 from constructs import Construct
 
 from infra.config import Environment
-from infra.constructs import key_policy
+from infra.constructs import customer_key
 from infra.stacks.base import EnvStack
 from infra.stacks.database import Database
 from infra.stacks.iam import WorkloadRoles
@@ -23,16 +21,13 @@ class DataStack(EnvStack):
         super().__init__(scope, env)
         network = self.upstream("network")
         cluster = self.upstream("cluster")
-        key = KmsKey(
+        key = customer_key(
             self,
             "data-key",
+            env,
             description=f"{env.cluster.name} data: buckets, database, registry",
-            enable_key_rotation=True,
-            deletion_window_in_days=30 if env.is_prod else 7,
-            policy=key_policy(env.account_id, []),
-        )
-        KmsAlias(
-            self, "data-key-alias", name=f"alias/{env.cluster.name}-data", target_key_id=key.key_id
+            services=[],
+            alias=f"alias/{env.cluster.name}-data",
         )
         storage = Storage(self, "storage", env, kms_key_arn=key.arn)
         database = Database(

@@ -13,7 +13,6 @@ from cdktf_cdktf_provider_aws.flow_log import FlowLog
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.internet_gateway import InternetGateway
-from cdktf_cdktf_provider_aws.kms_key import KmsKey
 from cdktf_cdktf_provider_aws.nat_gateway import NatGateway
 from cdktf_cdktf_provider_aws.route import Route
 from cdktf_cdktf_provider_aws.route_table import RouteTable
@@ -24,7 +23,7 @@ from cdktf_cdktf_provider_aws.vpc_endpoint import VpcEndpoint
 from constructs import Construct
 
 from infra.config import Environment
-from infra.constructs import key_policy, policy_json
+from infra.constructs import customer_key, policy_json
 from infra.stacks.base import EnvStack
 
 
@@ -60,33 +59,17 @@ class Network(Construct):
         self.private_subnets: list[Subnet] = []
         for index, az in enumerate(cfg.azs):
             self.public_subnets.append(
-                Subnet(
-                    self,
-                    f"public-{az}",
-                    vpc_id=self.vpc.id,
-                    cidr_block=public_cidrs[index],
-                    availability_zone=az,
+                self._subnet(
+                    "public",
+                    az,
+                    public_cidrs[index],
+                    cluster,
+                    elb_role="elb",
                     map_public_ip_on_launch=False,
-                    tags={
-                        "Name": f"{cluster}-public-{az}",
-                        "kubernetes.io/role/elb": "1",
-                        f"kubernetes.io/cluster/{cluster}": "shared",
-                    },
                 )
             )
             self.private_subnets.append(
-                Subnet(
-                    self,
-                    f"private-{az}",
-                    vpc_id=self.vpc.id,
-                    cidr_block=private_cidrs[index],
-                    availability_zone=az,
-                    tags={
-                        "Name": f"{cluster}-private-{az}",
-                        "kubernetes.io/role/internal-elb": "1",
-                        f"kubernetes.io/cluster/{cluster}": "shared",
-                    },
-                )
+                self._subnet("private", az, private_cidrs[index], cluster, elb_role="internal-elb")
             )
 
         public_rt = RouteTable(
@@ -152,13 +135,12 @@ class Network(Construct):
         )
 
         # VPC flow logs to CloudWatch Logs, encrypted with a key of their own.
-        self.logs_key = KmsKey(
+        self.logs_key = customer_key(
             self,
             "flow-logs-key",
+            env,
             description=f"{cluster} VPC flow logs",
-            enable_key_rotation=True,
-            deletion_window_in_days=7 if not env.is_prod else 30,
-            policy=key_policy(env.account_id, [f"logs.{env.region}.amazonaws.com"]),
+            services=[f"logs.{env.region}.amazonaws.com"],
         )
         log_group = CloudwatchLogGroup(
             self,
@@ -212,6 +194,32 @@ class Network(Construct):
             log_destination=log_group.arn,
             iam_role_arn=role.arn,
             max_aggregation_interval=60,
+        )
+
+    def _subnet(
+        self,
+        tier: str,
+        az: str,
+        cidr: str,
+        cluster: str,
+        *,
+        elb_role: str,
+        map_public_ip_on_launch: bool | None = None,
+    ) -> Subnet:
+        """One subnet of a tier in one AZ, tagged so EKS puts ``elb_role`` load balancers there
+        (``elb``: internet-facing, ``internal-elb``: internal)."""
+        return Subnet(
+            self,
+            f"{tier}-{az}",
+            vpc_id=self.vpc.id,
+            cidr_block=cidr,
+            availability_zone=az,
+            map_public_ip_on_launch=map_public_ip_on_launch,
+            tags={
+                "Name": f"{cluster}-{tier}-{az}",
+                f"kubernetes.io/role/{elb_role}": "1",
+                f"kubernetes.io/cluster/{cluster}": "shared",
+            },
         )
 
 
