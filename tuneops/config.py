@@ -73,6 +73,23 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
     return data
 
 
+def option_overrides(overrides: list[str] | None, options: dict[str, Any]) -> list[str]:
+    """The ``--set`` overrides, then ``key=value`` for every command-line option that was given
+    (not None), written as YAML (``true``, ``[a,b]``): an option wins over ``--set``."""
+    merged = list(overrides or [])
+    for key, value in options.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = str(value).lower()
+        elif isinstance(value, list | tuple):
+            text = f"[{','.join(value)}]"
+        else:
+            text = str(value)
+        merged.append(f"{key}={text}")
+    return merged
+
+
 def overlay_path(path: Path, env: str | None) -> Path | None:
     if not env:
         return None

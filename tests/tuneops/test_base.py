@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tuneops.config import StrictModel, load_config
+from tuneops.config import StrictModel, load_config, option_overrides
 from tuneops.errors import UserError
 from tuneops.io import atomic_dir, atomic_write_json, atomic_write_jsonl
 
@@ -31,6 +31,14 @@ def test_overlay_and_overrides_merge_in_order(tmp_path):
     assert (cfg.name, cfg.inner.rank, cfg.inner.alpha) == ("a", 32, 64.0)
     plain = load_config(Cfg, tmp_path / "base.yaml", env="dev")
     assert plain.inner.rank == 4
+
+
+def test_command_line_options_become_overrides_after_set():
+    given = option_overrides(
+        ["inner.rank=2"], {"name": "b", "inner.rank": 16, "flag": False, "splits": ["x", "y"]}
+    )
+    assert given == ["inner.rank=2", "name=b", "inner.rank=16", "flag=false", "splits=[x,y]"]
+    assert option_overrides(None, {"name": None}) == []
 
 
 def test_unknown_and_bad_fields_are_named(tmp_path):

@@ -42,15 +42,12 @@ def eval_command(
     from rich.console import Console
     from rich.table import Table
 
+    from tuneops.config import option_overrides
     from workloads.evaluate.config import load_eval_config
     from workloads.evaluate.report import comparison_rows, summary_line
     from workloads.evaluate.runner import parse_baselines, run_eval
 
-    extra = list(overrides or [])
-    if split:
-        extra.append(f"splits=[{','.join(split)}]")
-    if judge is not None:
-        extra.append(f"judge.enabled={str(judge).lower()}")
+    extra = option_overrides(overrides, {"splits": split or None, "judge.enabled": judge})
     cfg = load_eval_config(config, env=env, overrides=extra)
     result = run_eval(
         cfg,

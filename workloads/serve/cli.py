@@ -28,15 +28,12 @@ def serve(
     ),
 ) -> None:
     """Serve a model over the OpenAI API and KServe's v1/v2 protocols on one port."""
+    from tuneops.config import option_overrides
     from workloads.serve.config import load_serve_config
     from workloads.serve.server import run_server
 
-    extra = list(overrides or [])
-    if host is not None:
-        extra.append(f"server.host={host}")
-    if port is not None:
-        extra.append(f"server.port={port}")
-    if name is not None:
-        extra.append(f"model_name={name}")
+    extra = option_overrides(
+        overrides, {"server.host": host, "server.port": port, "model_name": name}
+    )
     cfg = load_serve_config(config, env=env, overrides=extra)
     run_server(cfg, model or cfg.model)
