@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Validate the embedded training corpus and the held-out benchmark (standard library only).
+"""Validate the embedded training corpus and the held-out benchmark (no third-party packages).
 
 Checks, each reported as one line naming the file, the record and what to fix:
 
@@ -24,7 +24,6 @@ Exit status 0 when clean, 1 when any problem is found, 2 when a file cannot be r
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections import Counter
@@ -33,6 +32,10 @@ from itertools import combinations
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from tuneops.io import iter_jsonl  # noqa: E402  (after the repository root is on the path)
+
 CORPUS_PATH = REPO_ROOT / "workloads" / "data" / "corpus" / "troubleshooting_qa.jsonl"
 BENCHMARK_PATH = REPO_ROOT / "workloads" / "data" / "benchmark" / "cloudops_bench.jsonl"
 
@@ -83,13 +86,11 @@ def load_jsonl(path: Path) -> list[dict]:
     except OSError as exc:
         raise CheckError(f"{path}: cannot read ({exc.strerror})") from exc
     records = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CheckError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+    lines = iter_jsonl(
+        text.splitlines(),
+        lambda number, exc: CheckError(f"{path}:{number}: not valid JSON ({exc.msg})"),
+    )
+    for number, record in lines:
         if not isinstance(record, dict):
             raise CheckError(f"{path}:{number}: expected a JSON object per line")
         records.append(record)

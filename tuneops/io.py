@@ -1,4 +1,6 @@
-"""Atomic writes: a killed process leaves either the old file or the new one, never half of one."""
+"""Atomic writes: a killed process leaves either the old file or the new one, never half of one.
+And the one JSONL reader: documents with their line numbers, each caller naming its own error.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,21 @@ def atomic_write_jsonl(target: str | os.PathLike[str], records: Iterable[Any]) -
             fh.write("\n")
             count += 1
     return count
+
+
+def iter_jsonl(
+    lines: Iterable[str], invalid: Callable[[int, json.JSONDecodeError], Exception]
+) -> Iterator[tuple[int, Any]]:
+    """``(line number, document)`` for every non-blank line, numbered from 1; a line that is not
+    JSON raises ``invalid(number, error)``, so each caller words the error for its own file."""
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            document = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise invalid(number, exc) from exc
+        yield number, document
 
 
 @contextlib.contextmanager

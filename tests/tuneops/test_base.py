@@ -11,7 +11,7 @@ import pytest
 
 from tuneops.config import StrictModel, load_config, option_overrides
 from tuneops.errors import UserError
-from tuneops.io import atomic_dir, atomic_write_json, atomic_write_jsonl
+from tuneops.io import atomic_dir, atomic_write_json, atomic_write_jsonl, iter_jsonl
 
 
 class Inner(StrictModel):
@@ -67,6 +67,16 @@ def test_atomic_write_leaves_old_file_when_writer_fails(tmp_path):
         atomic_write_jsonl(target, boom())
     assert json.loads(target.read_text()) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+
+
+def test_jsonl_reader_numbers_lines_skips_blank_ones_and_lets_the_caller_word_errors():
+    reader = iter_jsonl(
+        ['{"a": 1}', "  ", "[2]", "{bad"], lambda number, exc: UserError(f"line {number}: bad")
+    )
+    assert next(reader) == (1, {"a": 1})
+    assert next(reader) == (3, [2])
+    with pytest.raises(UserError, match="line 4: bad"):
+        next(reader)
 
 
 def test_atomic_dir_replaces_whole_directory(tmp_path):

@@ -26,6 +26,7 @@ from pydantic import Field
 
 from tuneops.config import StrictModel, load_config
 from tuneops.errors import UserError
+from tuneops.io import iter_jsonl
 from tuneops.paths import CONFIG_DIR
 
 DEFAULT_CONFIG = CONFIG_DIR / "monitor" / "default.yaml"
@@ -201,13 +202,11 @@ def _prompt_lines(source: str) -> list[str]:
 def load_prompts(source: str, window: int) -> list[str]:
     """The ``window`` most recent sampled prompts from a local JSONL log, folder or S3 prefix."""
     records = []
-    for number, line in enumerate(_prompt_lines(source), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{source}: line {number} is not JSON ({exc.msg})") from exc
+    lines = iter_jsonl(
+        _prompt_lines(source),
+        lambda number, exc: UserError(f"{source}: line {number} is not JSON ({exc.msg})"),
+    )
+    for number, record in lines:
         if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
             raise UserError(f"{source}: line {number} has no string field 'prompt'")
         records.append(record)

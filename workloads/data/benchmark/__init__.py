@@ -10,11 +10,11 @@ It is never trained on: the dataset build decontaminates every training record a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from tuneops.errors import UserError
+from tuneops.io import iter_jsonl
 
 BENCHMARK_PATH = Path(__file__).with_name("cloudops_bench.jsonl")
 CATEGORIES = ("kubernetes", "terraform", "helm", "gitops", "mlops")
@@ -48,13 +48,13 @@ def load_benchmark(path: str | Path | None = None) -> list[dict[str, Any]]:
         raise UserError(f"{path}: cannot read the benchmark ({exc.strerror})") from exc
     items: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{number}: not valid JSON ({exc.msg}); fix that line") from exc
+    documents = iter_jsonl(
+        lines,
+        lambda number, exc: UserError(
+            f"{path}:{number}: not valid JSON ({exc.msg}); fix that line"
+        ),
+    )
+    for number, item in documents:
         problem = _problem(item)
         if problem is None and item["id"] in seen:
             problem = f"id {item['id']!r} repeats an earlier item"
