@@ -102,43 +102,45 @@ def test_overlap_ignores_case_and_punctuation():
     assert cc.find_overlaps(corpus, bench)
 
 
-def test_benchmark_checks_catch_planted_faults(shipped):
-    _, benchmark = shipped
-    broken = copy.deepcopy(benchmark[:3])
-    broken[0]["key_facts"] = [*broken[0]["key_facts"][:1], "not in the reference"]
-    broken[1]["category"] = "networking"
-    broken[2]["id"] = broken[0]["id"]
-    problems = "\n".join(cc.check_benchmark(broken).problems)
-    assert "'not in the reference' is not in the reference verbatim" in problems
-    assert "category 'networking'" in problems
-    assert f"id '{broken[0]['id']}' is used 2 times" in problems
+DELETED = object()  # planted by removing the field
 
 
-def test_benchmark_checks_catch_shape_faults(shipped):
-    _, benchmark = shipped
-    item = copy.deepcopy(benchmark[0])
-    item["reference"] = "Only one sentence here."
-    item["key_facts"] = ["one", "a phrase far too long to count"]
-    item["difficulty"] = "trivial"
-    del item["question"]
-    problems = "\n".join(cc.check_benchmark([item]).problems)
-    assert "missing ['question']" in problems
-    assert "has 1 sentences; write 2-4" in problems
-    assert "must be 1-4 words" in problems
-    assert "difficulty 'trivial'" in problems
+@pytest.mark.parametrize(
+    ("kind", "field", "value", "message"),
+    [
+        (
+            "benchmark",
+            "key_facts",
+            ["kubectl", "not in the reference"],
+            "'not in the reference' is not in the reference verbatim",
+        ),
+        ("benchmark", "key_facts", ["one", "a phrase far too long to count"], "must be 1-4 words"),
+        ("benchmark", "category", "networking", "category 'networking'"),
+        ("benchmark", "difficulty", "trivial", "difficulty 'trivial'"),
+        ("benchmark", "reference", "Only one sentence here.", "has 1 sentences; write 2-4"),
+        ("benchmark", "question", DELETED, "missing ['question']"),
+        ("corpus", "id", "corpus-1", "id 'corpus-1' does not match"),
+        ("corpus", "tags", [], "tags must be a non-empty list"),
+        ("corpus", "extra", True, "unexpected ['extra']"),
+    ],
+)
+def test_checks_catch_a_planted_fault(shipped, kind, field, value, message):
+    corpus, benchmark = shipped
+    records = copy.deepcopy((benchmark if kind == "benchmark" else corpus)[:3])
+    if value is DELETED:
+        del records[0][field]
+    else:
+        records[0][field] = value
+    check = cc.check_benchmark if kind == "benchmark" else cc.check_corpus
+    assert message in "\n".join(check(records).problems)
 
 
-def test_corpus_checks_catch_planted_faults(shipped):
-    corpus, _ = shipped
-    broken = copy.deepcopy(corpus[:3])
-    broken[0]["id"] = "corpus-1"
-    broken[1]["tags"] = []
-    broken[2]["extra"] = True
-    problems = "\n".join(cc.check_corpus(broken).problems)
-    assert "id 'corpus-1' does not match" in problems
-    assert "tags must be a non-empty list" in problems
-    assert "unexpected ['extra']" in problems
-    assert "at least 220 are required" in problems
+def test_checks_catch_a_repeated_id_and_too_few_records(shipped):
+    corpus, benchmark = shipped
+    twins = copy.deepcopy(benchmark[:3])
+    twins[2]["id"] = twins[0]["id"]
+    assert f"id '{twins[0]['id']}' is used 2 times" in "\n".join(cc.check_benchmark(twins).problems)
+    assert "at least 220 are required" in "\n".join(cc.check_corpus(corpus[:3]).problems)
 
 
 def test_coverage_reports_a_benchmark_item_no_answer_teaches(shipped):

@@ -13,8 +13,8 @@ import socket
 import subprocess
 import time
 
-import boto3
 import pytest
+from aws_clients import moto_client
 
 from tuneops.errors import UserError
 
@@ -60,13 +60,7 @@ def runner(local_env):
 
 
 def client(local_env, service: str):
-    return boto3.client(
-        service,
-        endpoint_url=local_env["endpoint"],
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+    return moto_client(local_env["endpoint"], service)
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import socket
 
-import boto3
 import pytest
+from aws_clients import moto_client
 from typer.testing import CliRunner
 
 from tuneops.errors import MissingToolError, UserError
@@ -50,13 +50,7 @@ def test_bootstrap_state_is_idempotent(moto):
     second = bootstrap_state_bucket(env)
     assert not second.created and second.actions == []
     assert second.kms_key_arn == first.kms_key_arn
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto.url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+    s3 = moto_client(moto.url, "s3")
     assert s3.get_bucket_versioning(Bucket=env.state.bucket)["Status"] == "Enabled"
     rule = s3.get_bucket_encryption(Bucket=env.state.bucket)["ServerSideEncryptionConfiguration"][
         "Rules"
@@ -64,31 +58,13 @@ def test_bootstrap_state_is_idempotent(moto):
     assert rule == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": first.kms_key_arn}
     pab = s3.get_public_access_block(Bucket=env.state.bucket)["PublicAccessBlockConfiguration"]
     assert all(pab.values())
-    kms = boto3.client(
-        "kms",
-        endpoint_url=moto.url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+    kms = moto_client(moto.url, "kms")
     assert len(kms.list_keys()["Keys"]) == 1  # no second key on the second run
 
 
 def test_moto_service_persists_state_across_restarts(moto):
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto.url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-    ec2 = boto3.client(
-        "ec2",
-        endpoint_url=moto.url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+    s3 = moto_client(moto.url, "s3")
+    ec2 = moto_client(moto.url, "ec2")
     s3.create_bucket(Bucket="survives-restart")
     s3.put_object(Bucket="survives-restart", Key="k", Body=b"kept")
     vpc_id = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
