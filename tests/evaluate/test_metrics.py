@@ -83,3 +83,21 @@ def test_aggregate_overall_and_groups():
     assert groups["category"]["helm"]["key_fact_recall"] == 1.0
     assert groups["difficulty"]["easy"]["count"] == 2
     assert m.higher_is_better("rouge_l") and not m.higher_is_better("runaway_rate")
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "metric", "expected"),
+    [
+        (0.3, 0.1, "key_fact_recall", "+0.200 ▲"),
+        (0.1, 0.3, "key_fact_recall", "-0.200 ▼"),
+        (0.1, 0.3, "runaway_rate", "-0.200 ▲"),  # lower is better
+        (0.107 + 1e-17, 0.107, "key_fact_recall", "+0.000"),  # float noise: no arrow
+        (0.1071, 0.1074, "rouge_l", "-0.000"),  # rounds to zero: no arrow
+        (25.0, 23.6, "chrf", "+1.4 ▲"),
+        (None, 0.1, "rouge_l", "—"),
+    ],
+)
+def test_comparison_delta_arrows(a, b, metric, expected):
+    from workloads.evaluate.report import fmt_delta
+
+    assert fmt_delta(a, b, metric) == expected

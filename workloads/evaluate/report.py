@@ -50,10 +50,11 @@ def fmt_delta(a: Any, b: Any, metric: str) -> str:
         return "—"
     delta = a - b
     text = f"{delta:+.1f}" if metric in ONE_DECIMAL else f"{delta:+.3f}"
-    if metric in NEUTRAL:
+    # No arrow for a difference that rounds to zero (float noise such as 1e-17 included).
+    if metric in NEUTRAL or float(text) == 0:
         return text
     better = delta > 0 if higher_is_better(metric) else delta < 0
-    return f"{text} ▲" if better and delta != 0 else (f"{text} ▼" if delta != 0 else text)
+    return f"{text} ▲" if better else f"{text} ▼"
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
