@@ -174,7 +174,7 @@ def main() -> int:
         "--requests",
         type=int,
         nargs=3,
-        default=(12, 16, 32),
+        default=(24, 16, 32),
         metavar=("AT1", "AT8", "AT32"),
         help="requests sent at concurrency 1, 8 and 32",
     )
