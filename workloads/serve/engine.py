@@ -278,9 +278,12 @@ class Engine:
         ones = torch.ones((self._mask.shape[0], 1), dtype=self._mask.dtype, device=self.device)
         self._mask = torch.cat([self._mask, ones], dim=1)
         positions = self._mask.sum(-1, keepdim=True) - 1
+        # A lone sequence has no padding: without a mask the attention takes its causal fast
+        # path instead of building a mask at every step.
+        alone = self._mask.shape[0] == 1 and int(positions) == self._mask.shape[1] - 1
         out = self.model(
             input_ids=self._last,
-            attention_mask=self._mask,
+            attention_mask=None if alone else self._mask,
             position_ids=positions,
             cache=self._cache,
             use_cache=True,
