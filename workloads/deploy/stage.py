@@ -26,10 +26,6 @@ from tuneops.s3 import download_prefix, split_uri
 MANIFEST = "manifest.json"
 
 
-def _split(uri: str) -> tuple[str, str]:
-    return split_uri(uri, what="the dataset location")
-
-
 def _join(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p.strip("/"))
 
@@ -56,7 +52,7 @@ def stage(source: str, dataset: str, root: Path | None = None, client=None) -> s
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    bucket, prefix = _split(source)
+    bucket, prefix = split_uri(source, what="the dataset location")
     name, _, sid = dataset.strip("/").partition("/")
     if not name or "/" in sid:
         raise UserError(f"dataset {dataset!r}: give <name> or <name>/<id>")

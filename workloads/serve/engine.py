@@ -278,12 +278,11 @@ class Engine:
         ones = torch.ones((self._mask.shape[0], 1), dtype=self._mask.dtype, device=self.device)
         self._mask = torch.cat([self._mask, ones], dim=1)
         positions = self._mask.sum(-1, keepdim=True) - 1
-        # A lone sequence has no padding: without a mask the attention takes its causal fast
-        # path instead of building a mask at every step.
-        alone = self._mask.shape[0] == 1 and int(positions) == self._mask.shape[1] - 1
+        # With no padding in any row (a lone sequence, or rows of equal length) the mask says
+        # nothing; without it the attention takes its causal fast path at every step.
         out = self.model(
             input_ids=self._last,
-            attention_mask=None if alone else self._mask,
+            attention_mask=self._mask if not bool(self._mask.all()) else None,
             position_ids=positions,
             cache=self._cache,
             use_cache=True,

@@ -59,10 +59,6 @@ def newest_valid(root: Path, *, prune_invalid: bool = False) -> Path | None:
     return best
 
 
-def _split_s3(uri: str) -> tuple[str, str]:
-    return split_uri(uri, what="checkpoint location")
-
-
 def _s3():
     import boto3
 
@@ -74,7 +70,7 @@ def upload(checkpoint: Path, uri: str) -> str:
     from boto3.exceptions import Boto3Error
     from botocore.exceptions import BotoCoreError, ClientError
 
-    bucket, prefix = _split_s3(uri)
+    bucket, prefix = split_uri(uri, what="checkpoint location")
     key_root = f"{prefix}/{checkpoint.name}".strip("/")
     files = sorted(p for p in checkpoint.rglob("*") if p.is_file() and p.name != MARKER)
     client = _s3()
@@ -90,7 +86,7 @@ def newest_valid_remote(uri: str) -> str | None:
     """The newest ``checkpoint-<step>`` prefix under ``uri`` whose marker was uploaded."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    bucket, prefix = _split_s3(uri)
+    bucket, prefix = split_uri(uri, what="checkpoint location")
     steps: list[int] = []
     try:
         pages = (
@@ -116,7 +112,7 @@ def download(remote: str, root: Path) -> Path:
     from boto3.exceptions import Boto3Error
     from botocore.exceptions import BotoCoreError, ClientError
 
-    bucket, prefix = _split_s3(remote)
+    bucket, prefix = split_uri(remote, what="checkpoint location")
     target = root / Path(prefix).name
     client = _s3()
     try:

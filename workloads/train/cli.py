@@ -39,12 +39,11 @@ def train(
     ),
 ) -> None:
     """Fine-tune a base model on a dataset snapshot (LoRA, DoRA or QLoRA)."""
+    from tuneops.config import option_overrides
     from workloads.train.config import DEFAULT_CONFIG, load_train_config
 
     config_path = config or DEFAULT_CONFIG
-    sets = list(overrides or [])
-    if dataset:
-        sets.append(f"dataset={dataset}")
+    sets = option_overrides(overrides, {"dataset": dataset or None})
     if on_cluster:
         if resume or output:
             raise UserError("--resume and --output apply to local runs, not --on-cluster")

@@ -15,7 +15,7 @@ def run(ctx) -> None:
     overrides += ctx.get("train_overrides", [])
     if ctx.get("tracking_uri"):
         overrides.append(f"mlflow.tracking_uri={ctx['tracking_uri']}")
-    # The local overlay (configs/train/default.local.yaml) holds the laptop time budget.
+    # The local overlay (configs/train/default.local.yaml): the laptop run's checkpoint interval.
     config = load_train_config(env="local", overrides=overrides)
     result = run_training(config)
     console.print(summary_line(result))
