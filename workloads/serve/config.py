@@ -57,6 +57,7 @@ class ServeConfig(StrictModel):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "auto"
     cpu_threads: int = Field(0, ge=0)
+    cpu_prepack: bool = True
     server: ServerSection = Field(default_factory=ServerSection)
     limits: LimitsSection = Field(default_factory=LimitsSection)
     batching: BatchingSection = Field(default_factory=BatchingSection)

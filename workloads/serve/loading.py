@@ -31,6 +31,7 @@ class LoadedModel:
     dtype: Any
     adapter_merged: bool
     load_seconds: float
+    packed_linears: int = 0
 
 
 def cpu_supports_bf16() -> bool:
@@ -115,8 +116,14 @@ def _find_adapter_dir(root: Path) -> Path | None:
     return found[0].parent if found and not has_weights else None
 
 
-def load_model(ref: str, *, dtype: str = "auto", device: str = "auto") -> LoadedModel:
-    """Resolve ``ref``, merge a LoRA adapter if it is one, and put the model in eval mode."""
+def load_model(
+    ref: str, *, dtype: str = "auto", device: str = "auto", prepack: bool = False
+) -> LoadedModel:
+    """Resolve ``ref``, merge a LoRA adapter if it is one, and put the model in eval mode.
+
+    ``prepack`` (inference only) packs the Linear weights for oneDNN when the model is on the
+    CPU: see ``workloads.prepack``.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     started = time.perf_counter()
@@ -147,6 +154,11 @@ def load_model(ref: str, *, dtype: str = "auto", device: str = "auto") -> Loaded
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
         tokenizer = AutoTokenizer.from_pretrained(path)
     model.to(torch_device).eval()
+    packed = 0
+    if prepack and torch_device.type == "cpu":
+        from workloads.prepack import prepack_linears
+
+        packed = prepack_linears(model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(
@@ -157,4 +169,5 @@ def load_model(ref: str, *, dtype: str = "auto", device: str = "auto") -> Loaded
         dtype=torch_dtype,
         adapter_merged=merged,
         load_seconds=time.perf_counter() - started,
+        packed_linears=packed,
     )

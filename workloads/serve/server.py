@@ -93,7 +93,9 @@ def _model_class():
             import torch
 
             torch.set_num_threads(cpu_threads(cfg.cpu_threads))
-            loaded = load_model(self.model_ref, dtype=cfg.dtype, device=cfg.device)
+            loaded = load_model(
+                self.model_ref, dtype=cfg.dtype, device=cfg.device, prepack=cfg.cpu_prepack
+            )
             engine = Engine(
                 loaded.model,
                 loaded.tokenizer,
@@ -119,12 +121,15 @@ def _model_class():
             self.loaded = loaded
             self.state = ServingState(cfg, engine, loaded.tokenizer, sampler)
             log.info(
-                "loaded %s from %s (%s, %s%s) in %.1f s",
+                "loaded %s from %s (%s, %s%s%s) in %.1f s",
                 cfg.model_name,
                 self.model_ref,
                 loaded.device,
                 str(loaded.dtype).removeprefix("torch."),
                 ", LoRA merged" if loaded.adapter_merged else "",
+                f", {loaded.packed_linears} Linear weights prepacked"
+                if loaded.packed_linears
+                else "",
                 loaded.load_seconds,
             )
             self.ready = True
