@@ -184,6 +184,14 @@ def main() -> int:
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dtype", default=None, help="float32 or bfloat16 (default: auto)")
+    parser.add_argument(
+        "--set",
+        dest="server_set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="server config override, repeatable (e.g. cpu_prepack=false)",
+    )
     args = parser.parse_args()
     if args.baseline_server:
         run_baseline(args.baseline_server, args.model_dir, args.threads, args.dtype)
@@ -225,7 +233,9 @@ def main() -> int:
             dtype,
         ],
     )
-    server = ServerProcess(model_dir, overrides=[f"dtype={dtype}", f"cpu_threads={threads}"])
+    server = ServerProcess(
+        model_dir, overrides=[f"dtype={dtype}", f"cpu_threads={threads}", *args.server_set]
+    )
     sides = {
         "baseline": (
             f"http://127.0.0.1:{port}/generate",
@@ -319,6 +329,7 @@ def main() -> int:
             "ratios": ratios,
             "threads": threads,
             "max_tokens": args.max_tokens,
+            "server_overrides": args.server_set,
             "goal_met": goal,
         },
     )
