@@ -29,6 +29,7 @@ class GenerationConfig(StrictModel):
     dtype: Literal["float32", "bfloat16"] = "bfloat16"
     repetition_penalty: float = Field(default=1.0, gt=0)
     threads: int | None = Field(default=None, ge=1)
+    cpu_prepack: bool = True
     endpoint_concurrency: int = Field(default=4, ge=1)
     endpoint_timeout_s: float = Field(default=120.0, gt=0)
     endpoint_api_key_env: str = "TUNEOPS_EVAL_API_KEY"

@@ -66,6 +66,10 @@ class LocalGenerator:
             self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot load model {ref} from {model_dir}: {exc}") from exc
+        if config.cpu_prepack:
+            from workloads.prepack import prepack_linears
+
+            prepack_linears(self.model)
         if self.tokenizer.chat_template is None:
             raise UserError(f"model {ref} has no chat template; evaluation needs one")
         self.tokenizer.padding_side = "left"
