@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tuneops.tracking import use_experiment
+
 BENCH = Path(__file__).parent / "data" / "bench_small.jsonl"
 
 
@@ -19,7 +21,7 @@ def test_demo_step_registers_and_promotes_only_through_the_gate(mlflow_uri, tiny
 
     def train_run() -> str:
         mlflow.set_tracking_uri(mlflow_uri)
-        mlflow.set_experiment("tuneops-train")
+        use_experiment("tuneops-train")
         with mlflow.start_run() as r:
             mlflow.log_artifacts(str(tiny_model_dir), artifact_path="model")
             mlflow.set_tag("tuneops.method", "lora")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tuneops.tracking import use_experiment
+
 BENCH = Path(__file__).parent / "data" / "bench_small.jsonl"
 
 
@@ -44,7 +46,7 @@ def candidate_run(mlflow_uri, tiny_model_dir) -> str:
     import mlflow
 
     mlflow.set_tracking_uri(mlflow_uri)
-    mlflow.set_experiment("tuneops-train")
+    use_experiment("tuneops-train")
     with mlflow.start_run() as run:
         mlflow.log_artifacts(str(tiny_model_dir), artifact_path="model")
     return run.info.run_id

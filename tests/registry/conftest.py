@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
+from tuneops.tracking import use_experiment
+
 DIGEST = "bench-digest-1"
 
 
@@ -34,7 +36,7 @@ def make_run(client, tiny_model_dir) -> Callable[..., str]:
     import mlflow
 
     def make(scores: dict[str, dict[str, float]], *, versions: dict[str, str] | None = None) -> str:
-        mlflow.set_experiment("tuneops-train")
+        use_experiment("tuneops-train")
         with mlflow.start_run() as run:
             mlflow.log_artifacts(str(tiny_model_dir), artifact_path="model")
             mlflow.set_tags(

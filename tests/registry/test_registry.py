@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tuneops.errors import UserError
+from tuneops.tracking import use_experiment
 
 GOOD = {"key_fact_recall": 0.50, "rouge_l": 0.30, "chrf": 35.0, "runaway_rate": 0.10}
 BASE = {"key_fact_recall": 0.30, "rouge_l": 0.20, "chrf": 30.0, "runaway_rate": 0.20}
@@ -46,7 +47,7 @@ def test_register_refuses_run_without_model(registry_config, client):
 
     from workloads.registry.registry import register
 
-    mlflow.set_experiment("tuneops-train")
+    use_experiment("tuneops-train")
     with mlflow.start_run() as run:
         mlflow.log_metric("loss", 1.0)
     with pytest.raises(UserError, match="has no model at 'model'"):
@@ -165,7 +166,7 @@ def test_register_a_transformers_flavour_model(registry_config, client, tiny_mod
     from workloads.models import resolve_model
     from workloads.registry.registry import register
 
-    mlflow.set_experiment("tuneops-train")
+    use_experiment("tuneops-train")
     with mlflow.start_run() as run:
         mlflow.transformers.log_model(
             transformers_model={

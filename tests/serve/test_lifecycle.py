@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from tuneops.errors import UserError
+from tuneops.tracking import use_experiment
 from workloads.serve.process import ServerProcess
 
 FAST = ["dtype=float32", "limits.max_new_tokens=400"]
@@ -38,7 +39,7 @@ def test_loads_from_a_registry_alias(tiny_model_dir, mlflow_uri, private_cache):
     from mlflow import MlflowClient
 
     mlflow.set_tracking_uri(mlflow_uri)
-    mlflow.set_experiment("serve-test")
+    use_experiment("serve-test")
     with mlflow.start_run() as run:
         mlflow.log_artifacts(str(tiny_model_dir), artifact_path="model")
     client = MlflowClient()

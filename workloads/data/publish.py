@@ -50,9 +50,9 @@ def log_snapshot_to_mlflow(
     import pandas as pd
 
     from tuneops.paths import default_tracking_uri
+    from tuneops.tracking import use_experiment
 
-    mlflow.set_tracking_uri(tracking_uri or default_tracking_uri())
-    mlflow.set_experiment(EXPERIMENT)
+    use_experiment(EXPERIMENT, tracking_uri or default_tracking_uri())
     source = source_uri or str(snapshot.path)
     with mlflow.start_run(run_name=f"{snapshot.name}-{snapshot.id}") as run:
         for split_name in SPLITS:

@@ -18,8 +18,9 @@ def _candidate(ctx, tracking_uri: str) -> tuple[str, str]:
     # A merged model with no run: give it one, so it can be registered.
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment("tuneops-eval")
+    from tuneops.tracking import use_experiment
+
+    use_experiment("tuneops-eval", tracking_uri)
     with mlflow.start_run(run_name="demo-candidate") as run:
         mlflow.log_artifacts(str(merged), artifact_path="model")
     return f"runs:/{run.info.run_id}/model", run.info.run_id

@@ -429,9 +429,9 @@ def run_eval(
         _aggregate(m, splits)
 
     if log_to_mlflow and run_id is None:
-        import mlflow
+        from tuneops.tracking import use_experiment
 
-        experiment = mlflow.set_experiment(config.tracking.experiment)
+        experiment = use_experiment(config.tracking.experiment)
         name = f"eval-{re.sub(r'[^A-Za-z0-9_.-]+', '-', model)[-60:]}"
         run_id = client.create_run(experiment.experiment_id, run_name=name).info.run_id
         client.set_terminated(run_id)

@@ -26,6 +26,7 @@ import yaml
 from tuneops.errors import MissingToolError, UserError
 from tuneops.io import atomic_dir, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from tuneops.paths import REPO_ROOT, cache_dir, default_tracking_uri
+from tuneops.tracking import use_experiment
 from workloads.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -361,14 +362,6 @@ def selected_logits_loss(trainer, model, inputs, num_items_in_batch):
 # ---------------------------------------------------------------------------- MLflow
 
 
-def artifact_root(tracking_uri: str) -> str | None:
-    """Artifacts of a SQLite store go beside its database file, not into the working directory
-    (MLflow's default is ./mlruns); servers and other stores keep their own default."""
-    if tracking_uri.startswith("sqlite:///"):
-        return (Path(tracking_uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri()
-    return None
-
-
 class Tracker:
     """The MLflow run of one training (rank 0 only)."""
 
@@ -376,11 +369,7 @@ class Tracker:
         import mlflow
 
         self.mlflow = mlflow
-        uri = cfg.mlflow.tracking_uri or default_tracking_uri()
-        mlflow.set_tracking_uri(uri)
-        if mlflow.get_experiment_by_name(cfg.mlflow.experiment) is None:
-            mlflow.create_experiment(cfg.mlflow.experiment, artifact_location=artifact_root(uri))
-        mlflow.set_experiment(cfg.mlflow.experiment)
+        use_experiment(cfg.mlflow.experiment, cfg.mlflow.tracking_uri or default_tracking_uri())
         self.run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name)
         self.run_id = self.run.info.run_id
 
