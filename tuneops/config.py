@@ -54,6 +54,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a copy of ``data``.
+
+    A number indexes a list: ``sources.0.max_pairs=40`` sets the first source's cap.
+    """
     data = copy.deepcopy(data)
     for item in overrides or []:
         if "=" not in item:
@@ -63,14 +67,32 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
-        node = data
+        node: Any = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise UserError(f"override {item!r}: {part!r} is not a mapping")
-        node[parts[-1]] = value
+            slot = _slot(node, part, item)
+            if isinstance(node, dict) and slot not in node:
+                node[slot] = {}
+            node = node[slot]
+        node[_slot(node, parts[-1], item)] = value
     return data
+
+
+def _slot(node: Any, part: str, item: str) -> str | int:
+    """The key (a mapping) or index (a list) that ``part`` names in ``node``."""
+    if isinstance(node, dict):
+        return part
+    if isinstance(node, list):
+        try:
+            index = int(part)
+        except ValueError:
+            raise UserError(f"override {item!r}: {part!r} is in a list; give an index") from None
+        if not -len(node) <= index < len(node):
+            raise UserError(
+                f"override {item!r}: index {index} is outside the list's {len(node)} item(s)"
+            )
+        return index
+    raise UserError(f"override {item!r}: cannot go into {part!r}, the value there is not a mapping")
 
 
 def option_overrides(overrides: list[str] | None, options: dict[str, Any]) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tuneops.config import StrictModel, load_config, option_overrides
+from tuneops.config import StrictModel, apply_overrides, load_config, option_overrides
 from tuneops.errors import UserError
 from tuneops.io import atomic_dir, atomic_write_json, atomic_write_jsonl, iter_jsonl
 
@@ -31,6 +31,22 @@ def test_overlay_and_overrides_merge_in_order(tmp_path):
     assert (cfg.name, cfg.inner.rank, cfg.inner.alpha) == ("a", 32, 64.0)
     plain = load_config(Cfg, tmp_path / "base.yaml", env="dev")
     assert plain.inner.rank == 4
+
+
+def test_overrides_index_into_lists_and_name_what_is_wrong():
+    data = {"sources": [{"name": "docs", "max_pairs": 10}, {"name": "api", "max_pairs": 300}]}
+    out = apply_overrides(data, ["sources.1.max_pairs=40", "sources.-2.name=notes"])
+    assert out["sources"] == [{"name": "notes", "max_pairs": 10}, {"name": "api", "max_pairs": 40}]
+    assert data["sources"][1]["max_pairs"] == 300  # the input is left alone
+    assert apply_overrides({}, ["a.b.c=1"]) == {"a": {"b": {"c": 1}}}
+    with pytest.raises(UserError, match="index 2 is outside the list's 2 item"):
+        apply_overrides(data, ["sources.2.max_pairs=1"])
+    with pytest.raises(UserError, match="'api' is in a list; give an index"):
+        apply_overrides(data, ["sources.api.max_pairs=1"])
+    with pytest.raises(UserError, match="the value there is not a mapping"):
+        apply_overrides({"name": "x"}, ["name.first=y"])
+    with pytest.raises(UserError, match=r"must look like key\.sub=value"):
+        apply_overrides(data, ["sources"])
 
 
 def test_command_line_options_become_overrides_after_set():
