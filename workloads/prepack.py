@@ -47,7 +47,10 @@ def prepack_linears(model: Any) -> int:
     """Swap every ``nn.Linear`` of a CPU model for a ``PackedLinear``; return how many.
 
     Nothing changes (and 0 is returned) when the model is not on the CPU, when this torch has
-    no oneDNN, or when oneDNN cannot pack a weight (the model then runs as loaded).
+    no oneDNN, or when oneDNN cannot pack the first weight (the model then runs as loaded).
+    Layers are swapped one at a time, so memory peaks at the model plus one layer, not twice
+    the model; should a later layer fail, the ones before it stay packed, which computes the
+    same thing.
     """
     if not torch.backends.mkldnn.is_available():
         log.warning("this torch build has no oneDNN; Linear weights stay unpacked")
@@ -60,13 +63,19 @@ def prepack_linears(model: Any) -> int:
     ]
     if not targets or any(child.weight.device.type != "cpu" for _, _, child in targets):
         return 0
-    try:
-        with torch.inference_mode():
-            packed = [PackedLinear(child) for _, _, child in targets]
-    except RuntimeError as exc:  # a dtype or CPU oneDNN has no primitive for
-        log.warning("oneDNN could not pack the Linear weights (%s); they stay unpacked", exc)
-        return 0
-    # Swap only once every weight packed, so a failure leaves the model whole.
-    for (parent, name, _), layer in zip(targets, packed, strict=True):
-        setattr(parent, name, layer)
-    return len(packed)
+    packed = 0
+    with torch.inference_mode():
+        for parent, name, child in targets:
+            try:
+                layer = PackedLinear(child)
+            except RuntimeError as exc:  # a dtype or CPU oneDNN has no primitive for
+                log.warning(
+                    "oneDNN could not pack a Linear weight (%s); %d of %d stay unpacked",
+                    exc,
+                    len(targets) - packed,
+                    len(targets),
+                )
+                break
+            setattr(parent, name, layer)
+            packed += 1
+    return packed
