@@ -1,10 +1,11 @@
 """Prepacked Linear weights for inference on the CPU.
 
-An ``nn.Linear`` on the CPU hands oneDNN a plain row-major weight at every call, and oneDNN
-lays it out again in its own blocked format before it multiplies. For a small model that
-decodes one token at a time, those weights are the whole cost of a step. Packing each weight
-into the blocked layout once, at load, removes that work from every call; the arithmetic is
-the same inner product, so greedy answers stay token for token the same.
+At every call an unpacked ``nn.Linear`` on the CPU gives oneDNN a plain row-major weight, and
+oneDNN prepares the multiplication for it anew, reordering the weight into its own blocked
+layout where that pays. For a small model that decodes one token at a time, the matrix
+products are about 80% of a step (torch profiler, bf16, batch 1). Packing each weight into the
+blocked layout once, at load, moves that preparation out of the call; the arithmetic is the
+same inner product, so greedy answers stay token for token the same.
 
 Measured on the embedded 135M model, one torch thread, a decode step: bf16 26.6 -> 17.3 ms at
 batch 1, 39.5 -> 31.9 ms at batch 8; float32 36.7 -> 31.6 ms at batch 1, 145 -> 89 ms at
