@@ -155,7 +155,7 @@ def load_model(
         tokenizer = AutoTokenizer.from_pretrained(path)
     model.to(torch_device).eval()
     packed = 0
-    if prepack and torch_device.type == "cpu":
+    if prepack:  # prepack_linears itself leaves a GPU model alone
         from workloads.prepack import prepack_linears
 
         packed = prepack_linears(model)
