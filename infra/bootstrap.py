@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from infra.config import Environment
 from infra.terraform import LOCAL_CREDENTIALS
-from tuneops.errors import MissingToolError, UserError
+from tuneops.core.errors import MissingToolError, UserError
 
 
 @dataclass

@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from tuneops.config import StrictModel, deep_merge, read_yaml, validate
-from tuneops.errors import UserError
-from tuneops.paths import REPO_ROOT
+from tuneops.core.config import StrictModel, deep_merge, read_yaml, validate
+from tuneops.core.errors import UserError
+from tuneops.core.paths import REPO_ROOT
 
 PLATFORM_DIR = REPO_ROOT / "platform"
 # An exact chart version: 1.2.3 or v1.2.3, with an optional pre-release; no ranges, no latest.

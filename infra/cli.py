@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from tuneops.errors import UserError
+from tuneops.core.errors import UserError
 
 app = typer.Typer(no_args_is_help=True)
 infra_app = typer.Typer(no_args_is_help=True, help="Provision environments with cdktf + Terraform.")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from infra.catalog import Release, load_catalog, values_for
 from infra.config import Environment, load_environment
-from tuneops.errors import MissingToolError, UserError
+from tuneops.core.errors import MissingToolError, UserError
 
 
 def _prepare(env_name: str) -> tuple[Environment, list[Release]]:

@@ -25,8 +25,8 @@ from infra.terraform import (
     infra_cache,
     terraform_binary,
 )
-from tuneops.errors import MissingToolError, UserError
-from tuneops.io import atomic_write_json
+from tuneops.core.errors import MissingToolError, UserError
+from tuneops.core.io import atomic_write_json
 
 console = Console(highlight=False, soft_wrap=True)
 

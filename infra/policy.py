@@ -25,10 +25,10 @@ from pathlib import Path
 from pydantic import Field
 
 from infra.config import load_environment, load_settings
-from tuneops.config import StrictModel, read_yaml, validate
-from tuneops.errors import UserError
-from tuneops.io import atomic_write_json
-from tuneops.paths import REPO_ROOT, cache_dir
+from tuneops.core.config import StrictModel, read_yaml, validate
+from tuneops.core.errors import UserError
+from tuneops.core.io import atomic_write_json
+from tuneops.core.paths import REPO_ROOT, cache_dir
 
 
 class Skip(StrictModel):

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.config import Environment, InfraSettings
-from tuneops.errors import MissingToolError, UserError
-from tuneops.io import atomic_write_text
-from tuneops.paths import REPO_ROOT, cache_dir
+from tuneops.core.errors import MissingToolError, UserError
+from tuneops.core.io import atomic_write_text
+from tuneops.core.paths import REPO_ROOT, cache_dir
 
 RC_TEMPLATE = REPO_ROOT / "infra" / "terraform.rc"
 LOCAL_CREDENTIALS = {

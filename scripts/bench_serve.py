@@ -201,10 +201,10 @@ def main() -> int:
     from rich.table import Table
     from tqdm import tqdm
 
-    from tuneops.io import atomic_write_json
-    from tuneops.paths import cache_dir
+    from tuneops.core.io import atomic_write_json
+    from tuneops.core.paths import cache_dir
     from workloads.models import resolve_model
-    from workloads.serve.loading import pick_device, pick_dtype
+    from workloads.models.precision import pick_device, pick_dtype
     from workloads.serve.process import ServerProcess, free_port
     from workloads.serve.server import cpu_threads
 

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from infra.bootstrap import bootstrap_state_bucket
 from infra.config import load_environment
-from tuneops.errors import UserError
+from tuneops.core.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:

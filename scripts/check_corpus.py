@@ -34,7 +34,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from tuneops.io import iter_jsonl  # noqa: E402  (after the repository root is on the path)
+from tuneops.core.io import iter_jsonl  # noqa: E402  (after the repository root is on the path)
 
 CORPUS_PATH = REPO_ROOT / "workloads" / "data" / "corpus" / "troubleshooting_qa.jsonl"
 BENCHMARK_PATH = REPO_ROOT / "workloads" / "data" / "benchmark" / "cloudops_bench.jsonl"

@@ -13,7 +13,7 @@ def embedded_tokenizer_dir(tmp_path_factory) -> Path:
     """The SmolLM2 tokenizer and chat template, read straight from the GGUF file (no weights)."""
     from transformers import AutoTokenizer
 
-    from workloads.models import embedded_gguf_path
+    from workloads.models.embedded import embedded_gguf_path
 
     gguf = embedded_gguf_path("smollm2-135m-instruct")
     out = tmp_path_factory.mktemp("tokenizer")

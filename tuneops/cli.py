@@ -13,7 +13,7 @@ import sys
 import typer
 
 from infra.cli import app as infra_app
-from tuneops.errors import UserError
+from tuneops.core.errors import UserError
 from workloads.data.cli import app as data_app
 from workloads.deploy.cli import app as deploy_app
 from workloads.evaluate.cli import app as evaluate_app

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from infra.local.postgres import LocalPlatformSettings, PostgresService, load_platform_settings
 from infra.local.service import Service, ServiceStatus, python, register
-from tuneops.errors import UserError
+from tuneops.core.errors import UserError
 
 # moto accepts any credentials; these keep boto3 from looking for real ones.
 MOTO_CREDENTIALS = {
@@ -139,7 +139,7 @@ def demo_step(ctx) -> None:
 
     from rich.console import Console
 
-    from tuneops.errors import MissingToolError
+    from tuneops.core.errors import MissingToolError
 
     console = Console(highlight=False, soft_wrap=True)
     settings = load_platform_settings()
@@ -148,7 +148,7 @@ def demo_step(ctx) -> None:
     try:
         console.print(postgres.start().line())
     except MissingToolError as exc:
-        from tuneops.paths import default_tracking_uri
+        from tuneops.core.paths import default_tracking_uri
 
         ctx["tracking_uri"] = default_tracking_uri()
         ctx.report.append(f"mlflow: SQLite at {ctx['tracking_uri']} ({exc})")

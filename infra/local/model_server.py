@@ -10,8 +10,8 @@ from pathlib import Path
 from infra.local.mlflow_server import MlflowServerService
 from infra.local.postgres import LocalPlatformSettings, load_platform_settings
 from infra.local.service import Service, ServiceStatus, register
-from tuneops.errors import UserError
-from tuneops.paths import REPO_ROOT
+from tuneops.core.errors import UserError
+from tuneops.core.paths import REPO_ROOT
 
 
 @register

@@ -22,9 +22,9 @@ from pathlib import Path
 from pydantic import Field
 
 from infra.local.service import Service, ServiceStatus, register
-from tuneops.config import StrictModel, load_config
-from tuneops.errors import MissingToolError, UserError
-from tuneops.paths import CONFIG_DIR
+from tuneops.core.config import StrictModel, load_config
+from tuneops.core.errors import MissingToolError, UserError
+from tuneops.core.paths import CONFIG_DIR
 
 PLATFORM_CONFIG = CONFIG_DIR / "deploy" / "platform" / "local.yaml"
 

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuneops.errors import UserError
-from tuneops.paths import cache_dir
+from tuneops.core.errors import UserError
+from tuneops.core.paths import cache_dir
 
 REGISTRY: dict[str, type[Service]] = {}
 

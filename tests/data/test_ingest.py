@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from pipeline_helpers import FIXTURES, QA_ROWS, write_jsonl
 
-from tuneops.errors import UserError
+from tuneops.core.errors import UserError
 from workloads.data.config import DocsSource, GitHubSource, K8sApiSource, RecordsSource
 from workloads.data.ingest import ingest_docs, ingest_github, ingest_records, split_sections
 from workloads.data.k8s_api import ingest_k8s_api

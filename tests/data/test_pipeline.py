@@ -13,7 +13,7 @@ import pytest
 from pipeline_helpers import QA_ROWS
 from typer.testing import CliRunner
 
-from tuneops.errors import UserError
+from tuneops.core.errors import UserError
 from workloads.data.config import load_data_config
 from workloads.data.pipeline import STAGES, build_dataset
 from workloads.data.snapshot import load_snapshot

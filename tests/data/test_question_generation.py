@@ -52,7 +52,7 @@ def test_generation_needs_an_endpoint():
 
 
 def test_unreachable_endpoint_is_a_user_error(tmp_path):
-    from tuneops.errors import UserError
+    from tuneops.core.errors import UserError
     from workloads.data.config import QuestionGeneration
     from workloads.serve.process import free_port
 

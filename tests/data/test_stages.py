@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pipeline_helpers import BENCHMARK
 
-from tuneops.errors import UserError
+from tuneops.core.errors import UserError
 from workloads.data.config import (
     DecontaminateConfig,
     DedupConfig,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tuneops.errors import UserError
+from tuneops.core.errors import UserError
 from workloads.deploy import gitops, policy
 from workloads.deploy.config import load_deploy_config
 from workloads.deploy.validate import validate_manifest

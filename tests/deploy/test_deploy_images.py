@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from dockerfile_parse import DockerfileParser
 
-from tuneops.errors import MissingToolError, UserError
+from tuneops.core.errors import MissingToolError, UserError
 from workloads.deploy import images
 from workloads.deploy.config import load_deploy_config
 

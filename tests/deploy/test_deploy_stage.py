@@ -13,7 +13,7 @@ import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
-from tuneops.errors import UserError
+from tuneops.core.errors import UserError
 from workloads.deploy.stage import stage
 
 BUCKET = "tuneops-test-datasets"

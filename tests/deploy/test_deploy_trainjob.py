@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tuneops.errors import MissingToolError, UserError
+from tuneops.core.errors import MissingToolError, UserError
 from workloads.deploy.config import load_deploy_config
 from workloads.deploy.trainjob import build_trainjob, run_on_cluster
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tuneops.tracking import use_experiment
+from tuneops.core.tracking import use_experiment
 
 BENCH = Path(__file__).parent / "data" / "bench_small.jsonl"
 

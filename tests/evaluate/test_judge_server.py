@@ -87,7 +87,7 @@ def test_judge_grades_answers_through_the_model_server(server, tmp_path, mlflow_
 
 
 def test_judge_with_a_wrong_token_is_a_user_error(server, monkeypatch):
-    from tuneops.errors import UserError
+    from tuneops.core.errors import UserError
     from workloads.evaluate.config import JudgeConfig
     from workloads.evaluate.judge import Judge
 

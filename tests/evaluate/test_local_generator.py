@@ -6,7 +6,7 @@ import torch
 
 from workloads.evaluate.config import GenerationConfig
 from workloads.evaluate.generate import LocalGenerator
-from workloads.prepack import PackedLinear
+from workloads.models.prepack import PackedLinear
 
 QUESTIONS = [
     [{"role": "user", "content": "How do I roll back a Deployment?"}],

@@ -16,7 +16,7 @@ import time
 import pytest
 from aws_clients import moto_client
 
-from tuneops.errors import UserError
+from tuneops.core.errors import UserError
 
 pytestmark = pytest.mark.e2e
 

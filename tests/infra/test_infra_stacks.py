@@ -268,7 +268,7 @@ def test_gateway_api_installed_before_kserve_with_the_gateway_the_canary_route_u
     the platform must install a Gateway API implementation and that Gateway, before KServe."""
     import yaml
 
-    from tuneops.paths import CONFIG_DIR
+    from tuneops.core.paths import CONFIG_DIR
 
     by_name = {r["name"]: r for r in resources(stack_json(env, "platform"), "helm_release")}
     envoy = by_name["envoy-gateway"]

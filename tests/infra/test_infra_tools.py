@@ -8,7 +8,7 @@ import pytest
 from aws_clients import moto_client
 from typer.testing import CliRunner
 
-from tuneops.errors import MissingToolError, UserError
+from tuneops.core.errors import MissingToolError, UserError
 
 
 def free_port() -> int:
@@ -159,7 +159,7 @@ def test_make_synth_does_every_environment_unless_env_is_given(args, env, expect
     import shutil
     import subprocess
 
-    from tuneops.paths import REPO_ROOT
+    from tuneops.core.paths import REPO_ROOT
 
     if shutil.which("make") is None:
         pytest.fail("make is not installed")

@@ -24,7 +24,7 @@ from infra.local.postgres import (
     PostgresService,
     PostgresSettings,
 )
-from tuneops.errors import UserError
+from tuneops.core.errors import UserError
 
 REGION = "us-east-1"
 BUCKET = "tuneops-test-artifacts"

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tuneops.tracking import use_experiment
+from tuneops.core.tracking import use_experiment
 
 DIGEST = "bench-digest-1"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tuneops.errors import UserError
-from tuneops.tracking import use_experiment
+from tuneops.core.errors import UserError
+from tuneops.core.tracking import use_experiment
 
 GOOD = {"key_fact_recall": 0.50, "rouge_l": 0.30, "chrf": 35.0, "runaway_rate": 0.10}
 BASE = {"key_fact_recall": 0.30, "rouge_l": 0.20, "chrf": 30.0, "runaway_rate": 0.20}

@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
+from workloads.models.load import load_model
 from workloads.serve.engine import Engine, SamplingParams, Sequence
-from workloads.serve.loading import load_model
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import httpx
 import openai
 import pytest
 
-from tuneops.errors import UserError
-from tuneops.tracking import use_experiment
+from tuneops.core.errors import UserError
+from tuneops.core.tracking import use_experiment
 from workloads.serve.process import ServerProcess
 
 FAST = ["dtype=float32", "limits.max_new_tokens=400"]
@@ -55,7 +55,7 @@ def test_loads_from_a_registry_alias(tiny_model_dir, mlflow_uri, private_cache):
     assert any((private_cache / "models" / "mlflow").iterdir()), "not resolved through MLflow"
 
     # A promotion moves the alias; the next server must not load the cached old version.
-    from workloads.serve.loading import pin_alias
+    from workloads.models.registry import pin_alias
 
     newer = client.create_model_version(
         "serve-test-model", source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id

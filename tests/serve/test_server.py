@@ -224,3 +224,9 @@ def test_sampled_prompts_are_scrubbed(server, client, prompt_log):
         time.sleep(0.1)
     assert hit and "AKIAIOSFODNN7EXAMPLE" not in server_log
     assert hit[-1]["redactions"].get("aws_access_key") == 1
+
+
+def test_running_server_packed_its_weights(server):
+    """The shared test server runs on the defaults, so it must have packed at load."""
+    log = server.log_path.read_text(encoding="utf-8", errors="replace")
+    assert "Linear weights prepacked" in log

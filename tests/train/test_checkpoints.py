@@ -71,7 +71,7 @@ def test_s3_copy_resumes_from_the_newest_uploaded_checkpoint(tmp_path, s3_endpoi
 
 
 def test_s3_errors_are_one_line(tmp_path, s3_endpoint):
-    from tuneops.errors import UserError
+    from tuneops.core.errors import UserError
 
     with pytest.raises(UserError, match="cannot upload checkpoint"):
         checkpoints.upload(_fake_checkpoint(tmp_path, 1), "s3://no-such-bucket/x")

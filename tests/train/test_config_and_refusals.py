@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tuneops.errors import MissingToolError, UserError
+from tuneops.core.errors import MissingToolError, UserError
 from workloads.train.config import load_train_config
 
 

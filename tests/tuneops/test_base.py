@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tuneops.config import StrictModel, apply_overrides, load_config, option_overrides
-from tuneops.errors import UserError
-from tuneops.io import atomic_dir, atomic_write_json, atomic_write_jsonl, iter_jsonl
+from tuneops.core.config import StrictModel, apply_overrides, load_config, option_overrides
+from tuneops.core.errors import UserError
+from tuneops.core.io import atomic_dir, atomic_write_json, atomic_write_jsonl, iter_jsonl
 
 
 class Inner(StrictModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuneops.tracking import artifact_root, use_experiment
+from tuneops.core.tracking import artifact_root, use_experiment
 
 
 def test_sqlite_experiment_artifacts_live_beside_the_database(mlflow_uri, tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from tuneops.paths import REPO_ROOT
+from tuneops.core.paths import REPO_ROOT
 
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 EXPECTED = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuneops.errors import UserError
+from tuneops.core.errors import UserError
 from workloads.models import resolve_model
 
 

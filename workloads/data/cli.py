@@ -39,7 +39,7 @@ def build(
     """Build a versioned dataset snapshot from the sources in the config."""
     from rich.console import Console
 
-    from tuneops.errors import UserError
+    from tuneops.core.errors import UserError
     from workloads.data.config import load_data_config
     from workloads.data.pipeline import build_dataset
 

@@ -12,8 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from tuneops.config import StrictModel, load_config
-from tuneops.paths import CONFIG_DIR, REPO_ROOT
+from tuneops.core.config import StrictModel, load_config
+from tuneops.core.paths import CONFIG_DIR, REPO_ROOT
 
 DEFAULT_CONFIG = CONFIG_DIR / "data" / "default.yaml"
 OnError = Literal["fail", "quarantine"]

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tuneops.errors import UserError
+from tuneops.core.errors import UserError
 from workloads.data.config import (
     DataConfig,
     DocsSource,

@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from tuneops.errors import MissingToolError, UserError
+from tuneops.core.errors import MissingToolError, UserError
 from workloads.data.config import K8sApiSource, OnError
 from workloads.data.records import StageResult, chat_record, qa_messages
 

@@ -87,7 +87,7 @@ class BuildResult:
 def _git_commit() -> str | None:
     import subprocess
 
-    from tuneops.paths import REPO_ROOT
+    from tuneops.core.paths import REPO_ROOT
 
     try:
         out = subprocess.run(

@@ -6,8 +6,8 @@ import json
 import warnings
 from pathlib import Path
 
-from tuneops.errors import MissingToolError, UserError
-from tuneops.s3 import split_uri
+from tuneops.core.errors import MissingToolError, UserError
+from tuneops.core.s3 import split_uri
 from workloads.data.snapshot import Snapshot
 from workloads.data.split import SPLITS
 
@@ -49,8 +49,8 @@ def log_snapshot_to_mlflow(
     import mlflow
     import pandas as pd
 
-    from tuneops.paths import default_tracking_uri
-    from tuneops.tracking import use_experiment
+    from tuneops.core.paths import default_tracking_uri
+    from tuneops.core.tracking import use_experiment
 
     use_experiment(EXPERIMENT, tracking_uri or default_tracking_uri())
     source = source_uri or str(snapshot.path)

@@ -14,7 +14,7 @@ import os
 import re
 from typing import Any
 
-from tuneops.errors import UserError
+from tuneops.core.errors import UserError
 from workloads.data.config import QuestionGeneration
 from workloads.data.records import chat_record, qa_messages
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneops.errors import UserError
-from tuneops.io import atomic_dir, atomic_write_json, atomic_write_jsonl, atomic_write_text
-from tuneops.paths import cache_dir
+from tuneops.core.errors import UserError
+from tuneops.core.io import atomic_dir, atomic_write_json, atomic_write_jsonl, atomic_write_text
+from tuneops.core.paths import cache_dir
 from workloads.data.records import public_record
 from workloads.data.split import SPLITS
 

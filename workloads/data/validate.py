@@ -11,15 +11,13 @@ from __future__ import annotations
 import logging
 import re
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-from tuneops.errors import UserError
-from tuneops.io import atomic_dir
-from tuneops.paths import cache_dir
+from tuneops.core.errors import UserError
 from workloads.data.config import FormattingConfig, ValidationConfig
 from workloads.data.formatting import with_system_prompt
 from workloads.data.records import StageResult, content_text, make_reject
+from workloads.models.resolve import tokenizer_dir
 
 log = logging.getLogger(__name__)
 
@@ -94,37 +92,11 @@ _ENGLISH_WORDS = frozenset(
 )
 
 
-def _tokenizer_dir(ref: str) -> Path:
-    """A folder with the tokenizer of ``ref``; for the embedded model, read straight from its
-    GGUF file (no weights) and cached, so validation never converts the whole model."""
-    from transformers import AutoTokenizer
-
-    from workloads.models import embedded_gguf_path, models_cache, resolve_model
-
-    if ref.startswith("embedded:"):
-        name = ref.split(":", 1)[1]
-        converted = models_cache() / "embedded" / name
-        if (converted / "tokenizer_config.json").is_file():
-            return converted
-        target = cache_dir() / "tokenizers" / name
-        if not (target / "tokenizer_config.json").is_file():
-            gguf = embedded_gguf_path(name)
-            log.info("reading the %s tokenizer from its GGUF file (once)", name)
-            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            with atomic_dir(target) as tmp:
-                tokenizer.save_pretrained(tmp)
-        return target
-    local = Path(ref).expanduser()
-    if (local / "tokenizer_config.json").is_file():
-        return local
-    return resolve_model(ref)
-
-
 @lru_cache(maxsize=4)
 def load_tokenizer(ref: str):
     from transformers import AutoTokenizer
 
-    path = _tokenizer_dir(ref)
+    path = tokenizer_dir(ref)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:

@@ -115,7 +115,7 @@ def images_lint_cmd(
     files: list[Path] = typer.Argument(None, help="Dockerfiles (default: workloads/images/*)."),
 ) -> None:
     """Run hadolint on the Dockerfiles; fails on any warning."""
-    from tuneops.errors import UserError
+    from tuneops.core.errors import UserError
     from workloads.deploy import images
 
     results = images.lint(files or None)

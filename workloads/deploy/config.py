@@ -12,9 +12,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from tuneops.config import StrictModel, load_config
-from tuneops.errors import UserError
-from tuneops.paths import CONFIG_DIR
+from tuneops.core.config import StrictModel, load_config
+from tuneops.core.errors import UserError
+from tuneops.core.paths import CONFIG_DIR
 
 DEPLOY_CONFIG_DIR = CONFIG_DIR / "deploy"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from tuneops.errors import UserError
+from tuneops.core.errors import UserError
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -29,7 +29,7 @@ def _pick_model(cfg, name: str) -> tuple[str, str] | None:
 
 
 def run(ctx) -> None:
-    from tuneops.paths import cache_dir, default_tracking_uri
+    from tuneops.core.paths import cache_dir, default_tracking_uri
     from workloads.deploy import gitops
     from workloads.deploy.config import load_deploy_config
 

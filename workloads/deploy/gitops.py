@@ -24,9 +24,9 @@ from typing import Any
 
 import yaml
 
-from tuneops.errors import UserError
-from tuneops.io import atomic_dir
-from tuneops.paths import REPO_ROOT
+from tuneops.core.errors import UserError
+from tuneops.core.io import atomic_dir
+from tuneops.core.paths import REPO_ROOT
 from workloads.deploy.config import DeployConfig
 from workloads.deploy.manifests import Canary, ModelVersion, ReleaseState, env_manifests
 from workloads.deploy.manifests import state_from_configmap as _state_from_cm
@@ -89,7 +89,7 @@ def resolve_model_version(ref: str, cfg: DeployConfig) -> ModelVersion:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from tuneops.paths import default_tracking_uri
+    from tuneops.core.paths import default_tracking_uri
 
     tracking = cfg.registry.tracking_uri or default_tracking_uri()
     body = ref[len("models:/") :]

@@ -13,8 +13,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuneops.errors import MissingToolError, UserError
-from tuneops.paths import REPO_ROOT
+from tuneops.core.errors import MissingToolError, UserError
+from tuneops.core.paths import REPO_ROOT
 from workloads.deploy.config import DeployConfig
 
 IMAGES_DIR = REPO_ROOT / "workloads" / "images"

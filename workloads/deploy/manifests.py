@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tuneops.config import StrictModel
+from tuneops.core.config import StrictModel
 from workloads.deploy.config import DeployConfig
 
 MODEL_MOUNT = "/mnt/models"

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from tuneops.errors import UserError
+from tuneops.core.errors import UserError
 
 log = logging.getLogger(__name__)
 

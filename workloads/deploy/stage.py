@@ -18,10 +18,10 @@ import os
 import sys
 from pathlib import Path
 
-from tuneops.errors import UserError
-from tuneops.io import atomic_dir, atomic_write_text
-from tuneops.paths import cache_dir
-from tuneops.s3 import download_prefix, split_uri
+from tuneops.core.errors import UserError
+from tuneops.core.io import atomic_dir, atomic_write_text
+from tuneops.core.paths import cache_dir
+from tuneops.core.s3 import download_prefix, split_uri
 
 MANIFEST = "manifest.json"
 

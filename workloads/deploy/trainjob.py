@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from tuneops.errors import MissingToolError, UserError
-from tuneops.paths import REPO_ROOT
+from tuneops.core.errors import MissingToolError, UserError
+from tuneops.core.paths import REPO_ROOT
 from workloads.deploy.config import DeployConfig, load_deploy_config
 from workloads.deploy.validate import validate_trainjob
 
@@ -64,7 +64,7 @@ def dataset_ref(config_path: Path, env: str, overrides: list[str]) -> str:
         key, _, value = item.partition("=")
         if key.strip() == "dataset" and value.strip():
             return value.strip()
-    from tuneops.config import deep_merge, overlay_path, read_yaml
+    from tuneops.core.config import deep_merge, overlay_path, read_yaml
 
     path = Path(config_path) if Path(config_path).is_absolute() else REPO_ROOT / config_path
     data = read_yaml(path)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from tuneops.errors import UserError
+from tuneops.core.errors import UserError
 
 _PRIMITIVES = {
     "str": str,

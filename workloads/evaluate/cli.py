@@ -42,7 +42,7 @@ def eval_command(
     from rich.console import Console
     from rich.table import Table
 
-    from tuneops.config import option_overrides
+    from tuneops.core.config import option_overrides
     from workloads.evaluate.config import load_eval_config
     from workloads.evaluate.report import comparison_rows, summary_line
     from workloads.evaluate.runner import parse_baselines, run_eval

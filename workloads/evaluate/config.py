@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from tuneops.config import StrictModel, load_config
-from tuneops.paths import CONFIG_DIR, REPO_ROOT
+from tuneops.core.config import StrictModel, load_config
+from tuneops.core.paths import CONFIG_DIR, REPO_ROOT
 
 DEFAULT_CONFIG = CONFIG_DIR / "eval" / "default.yaml"
 
@@ -26,7 +26,7 @@ class GenerationConfig(StrictModel):
     max_new_tokens: int = Field(default=128, ge=1, le=4096)
     max_input_tokens: int = Field(default=1024, ge=16)
     batch_size: int = Field(default=16, ge=1)
-    dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     repetition_penalty: float = Field(default=1.0, gt=0)
     threads: int | None = Field(default=None, ge=1)
     cpu_prepack: bool = True

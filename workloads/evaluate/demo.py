@@ -18,7 +18,7 @@ def _candidate(ctx, tracking_uri: str) -> tuple[str, str]:
     # A merged model with no run: give it one, so it can be registered.
     import mlflow
 
-    from tuneops.tracking import use_experiment
+    from tuneops.core.tracking import use_experiment
 
     use_experiment("tuneops-eval", tracking_uri)
     with mlflow.start_run(run_name="demo-candidate") as run:
@@ -27,7 +27,7 @@ def _candidate(ctx, tracking_uri: str) -> tuple[str, str]:
 
 
 def run(ctx) -> None:
-    from tuneops.paths import default_tracking_uri
+    from tuneops.core.paths import default_tracking_uri
     from workloads.evaluate.config import load_eval_config
     from workloads.evaluate.report import comparison_rows, comparison_table, summary_line
     from workloads.evaluate.runner import run_eval

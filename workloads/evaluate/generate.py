@@ -12,10 +12,9 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
-from tuneops.errors import UserError
+from tuneops.core.errors import UserError
 from workloads.evaluate.config import GenerationConfig
 
 log = logging.getLogger(__name__)
@@ -49,27 +48,20 @@ def is_endpoint(ref: str) -> bool:
 class LocalGenerator:
     """A transformers causal LM, batched with left padding over the chat template."""
 
-    def __init__(self, ref: str, config: GenerationConfig):
+    def __init__(self, ref: str, config: GenerationConfig, tracking_uri: str | None = None):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from workloads.models import resolve_model
+        from workloads.models.load import load_model
 
         self.label = ref
         self.config = config
-        model_dir: Path = resolve_model(ref)
         if config.threads:
             torch.set_num_threads(config.threads)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-            dtype = torch.bfloat16 if config.dtype == "bfloat16" else torch.float32
-            self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
-        except (OSError, ValueError) as exc:
-            raise UserError(f"cannot load model {ref} from {model_dir}: {exc}") from exc
-        if config.cpu_prepack:
-            from workloads.prepack import prepack_linears
-
-            prepack_linears(self.model)
+        loaded = load_model(
+            ref, dtype=config.dtype, prepack=config.cpu_prepack, tracking_uri=tracking_uri
+        )
+        log.info("%s in %s: %s", ref, str(loaded.dtype), loaded.precision_reason)
+        self.model, self.tokenizer, self.precision = loaded.model, loaded.tokenizer, loaded.dtype
         if self.tokenizer.chat_template is None:
             raise UserError(f"model {ref} has no chat template; evaluation needs one")
         self.tokenizer.padding_side = "left"

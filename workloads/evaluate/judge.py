@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from tuneops.errors import UserError
+from tuneops.core.errors import UserError
 from workloads.evaluate.config import JudgeConfig
 from workloads.evaluate.generate import first_model_id, openai_client
 

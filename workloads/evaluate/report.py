@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuneops.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from tuneops.core.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from workloads.evaluate.config import EvalConfig
 from workloads.evaluate.metrics import NEUTRAL, higher_is_better
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from tuneops.errors import UserError
-from tuneops.paths import cache_dir, default_tracking_uri
+from tuneops.core.errors import UserError
+from tuneops.core.paths import cache_dir, default_tracking_uri
 from workloads.evaluate.config import EvalConfig
 from workloads.evaluate.metrics import aggregate_groups, score_answer
 
@@ -374,7 +374,7 @@ def run_eval(
     log_to_mlflow: bool = True,
 ) -> EvalResult:
     """Evaluate ``model`` against ``baselines`` (label -> ref; None = the config's)."""
-    from tuneops.io import atomic_dir
+    from tuneops.core.io import atomic_dir
     from workloads.evaluate.report import write_report
 
     baselines = dict(config.baselines if baselines is None else baselines)
@@ -429,7 +429,7 @@ def run_eval(
         _aggregate(m, splits)
 
     if log_to_mlflow and run_id is None:
-        from tuneops.tracking import use_experiment
+        from tuneops.core.tracking import use_experiment
 
         experiment = use_experiment(config.tracking.experiment)
         name = f"eval-{re.sub(r'[^A-Za-z0-9_.-]+', '-', model)[-60:]}"

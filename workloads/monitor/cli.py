@@ -28,8 +28,8 @@ def drift(
     from rich.console import Console
     from rich.table import Table
 
-    from tuneops.io import atomic_write_json
-    from tuneops.paths import cache_dir
+    from tuneops.core.io import atomic_write_json
+    from tuneops.core.paths import cache_dir
     from workloads.monitor.drift import compare, load_monitor_config, load_prompts, load_reference
 
     cfg = load_monitor_config(config, overrides=overrides).drift

@@ -24,10 +24,10 @@ from typing import Any
 
 from pydantic import Field
 
-from tuneops.config import StrictModel, load_config
-from tuneops.errors import UserError
-from tuneops.io import iter_jsonl
-from tuneops.paths import CONFIG_DIR
+from tuneops.core.config import StrictModel, load_config
+from tuneops.core.errors import UserError
+from tuneops.core.io import iter_jsonl
+from tuneops.core.paths import CONFIG_DIR
 
 DEFAULT_CONFIG = CONFIG_DIR / "monitor" / "default.yaml"
 _WORD = re.compile(r"[a-z0-9][a-z0-9_.\-/]*", re.IGNORECASE)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from tuneops.config import StrictModel, load_config
-from tuneops.paths import CONFIG_DIR
+from tuneops.core.config import StrictModel, load_config
+from tuneops.core.paths import CONFIG_DIR
 
 DEFAULT_CONFIG = CONFIG_DIR / "registry" / "default.yaml"
 

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tuneops.errors import UserError
-from tuneops.paths import REPO_ROOT, default_tracking_uri
+from tuneops.core.errors import UserError
+from tuneops.core.paths import REPO_ROOT, default_tracking_uri
 from workloads.evaluate.metrics import QUALITY_METRICS, higher_is_better
 from workloads.registry.config import RegistryConfig
 

@@ -28,7 +28,7 @@ def serve(
     ),
 ) -> None:
     """Serve a model over the OpenAI API and KServe's v1/v2 protocols on one port."""
-    from tuneops.config import option_overrides
+    from tuneops.core.config import option_overrides
     from workloads.serve.config import load_serve_config
     from workloads.serve.server import run_server
 

@@ -47,7 +47,7 @@ def pick_model(name: str, tracking_uri: str) -> tuple[str, str]:
 def run(ctx) -> None:
     import openai
 
-    from tuneops.paths import default_tracking_uri
+    from tuneops.core.paths import default_tracking_uri
     from workloads.serve.process import ServerProcess
 
     name = ctx.get("registered_model") or "cloudops-assistant"

@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tuneops.errors import UserError
-from tuneops.paths import REPO_ROOT
+from tuneops.core.errors import UserError
+from tuneops.core.paths import REPO_ROOT
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tuneops.errors import UserError
+from tuneops.core.errors import UserError
 from workloads.serve.config import ServeConfig
 from workloads.serve.state import ApiError, ServingState
 
@@ -85,8 +85,8 @@ def _model_class():
             self.loaded = None
 
         def load(self) -> bool:
+            from workloads.models.load import load_model
             from workloads.serve.engine import Engine
-            from workloads.serve.loading import load_model
             from workloads.serve.sampling import PromptSampler
 
             cfg = self.config
@@ -108,7 +108,7 @@ def _model_class():
             )
             sampler = None
             if cfg.sampling.rate > 0:
-                from tuneops.paths import cache_dir
+                from tuneops.core.paths import cache_dir
 
                 destination = cfg.sampling.log or str(cache_dir() / "serve" / "prompts.jsonl")
                 sampler = PromptSampler(

@@ -13,9 +13,9 @@ import re
 import shutil
 from pathlib import Path
 
-from tuneops.errors import UserError
-from tuneops.io import atomic_dir, atomic_write_json
-from tuneops.s3 import download_prefix, split_uri
+from tuneops.core.errors import UserError
+from tuneops.core.io import atomic_dir, atomic_write_json
+from tuneops.core.s3 import download_prefix, split_uri
 
 log = logging.getLogger(__name__)
 

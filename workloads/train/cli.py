@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tuneops.errors import UserError
+from tuneops.core.errors import UserError
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -39,7 +39,7 @@ def train(
     ),
 ) -> None:
     """Fine-tune a base model on a dataset snapshot (LoRA, DoRA or QLoRA)."""
-    from tuneops.config import option_overrides
+    from tuneops.core.config import option_overrides
     from workloads.train.config import DEFAULT_CONFIG, load_train_config
 
     config_path = config or DEFAULT_CONFIG

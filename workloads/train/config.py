@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from tuneops.config import StrictModel, load_config
-from tuneops.paths import CONFIG_DIR
+from tuneops.core.config import StrictModel, load_config
+from tuneops.core.paths import CONFIG_DIR
 
 DEFAULT_CONFIG = CONFIG_DIR / "train" / "default.yaml"
 

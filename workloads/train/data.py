@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from tuneops.errors import UserError
+from tuneops.core.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from typing import Any
 
 import yaml
 
-from tuneops.errors import MissingToolError, UserError
-from tuneops.io import atomic_dir, atomic_write_json, atomic_write_jsonl, atomic_write_text
-from tuneops.paths import REPO_ROOT, cache_dir, default_tracking_uri
-from tuneops.tracking import use_experiment
+from tuneops.core.errors import MissingToolError, UserError
+from tuneops.core.io import atomic_dir, atomic_write_json, atomic_write_jsonl, atomic_write_text
+from tuneops.core.paths import REPO_ROOT, cache_dir, default_tracking_uri
+from tuneops.core.tracking import use_experiment
 from workloads.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -784,7 +784,7 @@ def _train(
         if commit:
             tags["mlflow.source.git.commit"] = commit
         if config_source:
-            tags["tuneops.config"] = config_source
+            tags["tuneops.core.config"] = config_source
         mlflow.set_tags(tags)
 
     # The validation loss before training comes from eval_on_start, inside train(): evaluating

@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tuneops.errors import UserError
-from tuneops.io import iter_jsonl
+from tuneops.core.errors import UserError
+from tuneops.core.io import iter_jsonl
 
 BENCHMARK_PATH = Path(__file__).with_name("cloudops_bench.jsonl")
 CATEGORIES = ("kubernetes", "terraform", "helm", "gitops", "mlops")

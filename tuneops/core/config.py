@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from tuneops.errors import UserError
+from tuneops.core.environments import check_environment
+from tuneops.core.errors import UserError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -113,8 +114,14 @@ def option_overrides(overrides: list[str] | None, options: dict[str, Any]) -> li
 
 
 def overlay_path(path: Path, env: str | None) -> Path | None:
+    """The ``<stem>.<env>.yaml`` overlay beside ``path``, if that environment has one.
+
+    ``env`` must be a known environment (a misspelt name is an error, not a silent no-op);
+    a known environment without an overlay file simply uses the base config.
+    """
     if not env:
         return None
+    check_environment(env)
     candidate = path.with_name(f"{path.stem}.{env}{path.suffix}")
     return candidate if candidate.is_file() else None
 

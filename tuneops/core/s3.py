@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuneops.errors import UserError
+from tuneops.core.errors import UserError
 
 
 def split_uri(uri: str, *, what: str = "location") -> tuple[str, str]:

