@@ -1,10 +1,12 @@
 """Benchmark: the project's model server against a one-generate-per-request FastAPI baseline.
 
-Both serve the same model (the embedded default), in the same dtype, with the same torch
-thread count, on 127.0.0.1. The baseline is the plain way to put a model behind HTTP: a
-FastAPI endpoint that calls ``model.generate`` once per request (FastAPI runs it on its thread
-pool, so concurrent requests run concurrent, unbatched generate calls). The project's server is
-started with ``ServerProcess`` exactly as deployed and asked over ``/openai/v1``.
+Both serve the same model (the embedded default), in the same dtype (the one the server's
+``dtype: auto`` picks on this machine, or ``--dtype``; printed with the reason and recorded in
+the results), with the same torch thread count, on 127.0.0.1. The baseline is the plain way to
+put a model behind HTTP: a FastAPI endpoint that calls ``model.generate`` once per request
+(FastAPI runs it on its thread pool, so concurrent requests run concurrent, unbatched generate
+calls). The project's server is started with ``ServerProcess`` exactly as deployed and asked
+over ``/openai/v1``.
 
 A fixed prompt set is sent greedily at concurrency 1, 8 and 32 by closed-loop clients; for each
 level the script reports requests/s, output tokens/s, p50/p99 latency and errors, then the
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -167,7 +170,7 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
     raise SystemExit("the baseline server did not become ready")
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument(
@@ -192,106 +195,101 @@ def main() -> int:
         metavar="KEY=VALUE",
         help="server config override, repeatable (e.g. cpu_prepack=false)",
     )
-    args = parser.parse_args()
-    if args.baseline_server:
-        run_baseline(args.baseline_server, args.model_dir, args.threads, args.dtype)
-        return 0
+    return parser.parse_args()
 
-    from rich.console import Console
-    from rich.table import Table
-    from tqdm import tqdm
 
-    from tuneops.core.io import atomic_write_json
-    from tuneops.core.paths import cache_dir
-    from workloads.models import resolve_model
-    from workloads.models.precision import pick_device, pick_dtype
-    from workloads.serve.process import ServerProcess, free_port
-    from workloads.serve.server import cpu_threads
+def pick_precision(asked: str | None):
+    """The precision the server's ``dtype: auto`` picks here (or ``--dtype``), with its reason."""
+    from tuneops.core.errors import UserError
+    from workloads.models.precision import choose_precision, pick_device
 
-    console = Console()
-    model_dir = str(resolve_model(args.model))
-    threads = cpu_threads(0)
-    # The dtype the server's `dtype: auto` picks on this machine, given to both sides.
-    dtype = args.dtype or str(pick_dtype("auto", pick_device("auto"))).removeprefix("torch.")
-    counts = dict(zip(LEVELS, args.requests, strict=True))
+    try:
+        return choose_precision(asked or "auto", pick_device("auto"))
+    except UserError as exc:
+        raise SystemExit(str(exc)) from exc
 
-    port = free_port()
-    console.print(
-        f"baseline: FastAPI + generate() per request on :{port} ({threads} threads, {dtype})"
-    )
-    baseline = subprocess.Popen(
-        [
-            sys.executable,
-            __file__,
-            "--baseline-server",
-            str(port),
-            "--model-dir",
-            model_dir,
-            "--threads",
-            str(threads),
-            "--dtype",
-            dtype,
-        ],
-    )
-    server = ServerProcess(
-        model_dir, overrides=[f"dtype={dtype}", f"cpu_threads={threads}", *args.server_set]
-    )
-    sides = {
+
+def start_baseline(port: int, model_dir: str, threads: int, dtype: str) -> subprocess.Popen:
+    """This script again, as the baseline server on ``port``."""
+    command = [sys.executable, __file__, "--baseline-server", str(port), "--model-dir", model_dir]
+    command += ["--threads", str(threads), "--dtype", dtype]
+    return subprocess.Popen(command)
+
+
+def sides(baseline_port: int, server_openai_url: str, max_tokens: int) -> dict[str, tuple]:
+    """Per side: the URL asked, the body for a prompt, and the output tokens of a reply."""
+    return {
         "baseline": (
-            f"http://127.0.0.1:{port}/generate",
-            lambda p: {"prompt": p, "max_tokens": args.max_tokens},
+            f"http://127.0.0.1:{baseline_port}/generate",
+            lambda p: {"prompt": p, "max_tokens": max_tokens},
             lambda r: r["completion_tokens"],
         ),
         "server": (
-            f"{server.openai_url}/chat/completions",
+            f"{server_openai_url}/chat/completions",
             lambda p: {
                 "model": "cloudops-assistant",
                 "messages": [{"role": "user", "content": p}],
-                "max_tokens": args.max_tokens,
+                "max_tokens": max_tokens,
                 "temperature": 0,
             },
             lambda r: r["usage"]["completion_tokens"],
         ),
     }
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/ready", baseline)
-        console.print(f"server: tuneops serve --model {args.model} (same dtype and threads)")
-        server.start()
-        # Both stay up, idle, while the other is measured; the levels alternate between them so
-        # a change in background load hits both sides alike.
-        for url, body_for, tokens_of in sides.values():  # warm-up: first-call costs
-            asyncio.run(drive(url, body_for, tokens_of, 1, 1, lambda: None))
-        results = {side: [] for side in sides}
-        total = 2 * sum(counts.values())
-        with tqdm(total=total, desc="requests", unit="req") as bar:
-            for level in LEVELS:
-                # Each level runs in rounds that alternate between the sides (at least one
-                # full wave of `level` requests per round), so both see the same background.
-                rounds = max(1, counts[level] // max(level, 2))
-                per_round = counts[level] // rounds
-                parts: dict[str, list[dict]] = {side: [] for side in sides}
-                for _ in range(rounds):
-                    for side, (url, body_for, tokens_of) in sides.items():
-                        bar.set_postfix_str(f"{side} @ {level}")
-                        parts[side].append(
-                            asyncio.run(
-                                drive(url, body_for, tokens_of, level, per_round, bar.update)
-                            )
-                        )
-                for side in sides:
-                    results[side].append(merge(parts[side], level))
-    finally:
-        server.stop()
-        baseline.terminate()
-        baseline.wait(60)
 
-    table = Table(title=f"bench-serve: {args.model}, {args.max_tokens} max tokens, greedy")
-    for col in ("conc.", "side", "req/s", "out tok/s", "p50 s", "p99 s", "errors"):
-        table.add_column(col, justify="right")
+
+def measure(targets: dict[str, tuple], counts: dict[int, int]) -> dict[str, list[dict]]:
+    """One row per level and side, with both servers up and the sides taking turns."""
+    from tqdm import tqdm
+
+    # Both stay up, idle, while the other is measured; the levels alternate between them so
+    # a change in background load hits both sides alike.
+    for url, body_for, tokens_of in targets.values():  # warm-up: first-call costs
+        asyncio.run(drive(url, body_for, tokens_of, 1, 1, lambda: None))
+    results: dict[str, list[dict]] = {side: [] for side in targets}
+    total = 2 * sum(counts.values())
+    with tqdm(total=total, desc="requests", unit="req") as bar:
+        for level in LEVELS:
+            # Each level runs in rounds that alternate between the sides (at least one
+            # full wave of `level` requests per round), so both see the same background.
+            rounds = max(1, counts[level] // max(level, 2))
+            per_round = counts[level] // rounds
+            parts: dict[str, list[dict]] = {side: [] for side in targets}
+            for _ in range(rounds):
+                for side, (url, body_for, tokens_of) in targets.items():
+                    bar.set_postfix_str(f"{side} @ {level}")
+                    parts[side].append(
+                        asyncio.run(drive(url, body_for, tokens_of, level, per_round, bar.update))
+                    )
+            for side in targets:
+                results[side].append(merge(parts[side], level))
+    return results
+
+
+def ratios_of(results: dict[str, list[dict]]) -> list[dict]:
+    """Server over baseline at each level: output tokens/s and p50 latency."""
     ratios = []
     for i, level in enumerate(LEVELS):
         base, ours = results["baseline"][i], results["server"][i]
-        for side, row in (("baseline", base), ("server", ours)):
+        ratios.append(
+            {
+                "concurrency": level,
+                "tokens_per_s_ratio": ours["output_tokens_per_s"]
+                / max(base["output_tokens_per_s"], 1e-9),
+                "p50_ratio": ours["p50_s"] / max(base["p50_s"], 1e-9),
+            }
+        )
+    return ratios
+
+
+def results_table(title: str, results: dict[str, list[dict]], ratios: list[dict]):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("conc.", "side", "req/s", "out tok/s", "p50 s", "p99 s", "errors"):
+        table.add_column(col, justify="right")
+    for i, (level, ratio) in enumerate(zip(LEVELS, ratios, strict=True)):
+        for side in ("baseline", "server"):
+            row = results[side][i]
             table.add_row(
                 str(level),
                 side,
@@ -301,13 +299,6 @@ def main() -> int:
                 f"{row['p99_s']:.2f}",
                 str(row["errors"]),
             )
-        ratio = {
-            "concurrency": level,
-            "tokens_per_s_ratio": ours["output_tokens_per_s"]
-            / max(base["output_tokens_per_s"], 1e-9),
-            "p50_ratio": ours["p50_s"] / max(base["p50_s"], 1e-9),
-        }
-        ratios.append(ratio)
         table.add_row(
             str(level),
             "[bold]ratio",
@@ -317,7 +308,58 @@ def main() -> int:
             "",
             "",
         )
-    console.print(table)
+    return table
+
+
+def run_bench(args: argparse.Namespace, console) -> tuple[dict, int, Any]:
+    """Start both servers, measure them, stop them: (results, threads, precision)."""
+    from workloads.models import resolve_model
+    from workloads.serve.config import cpu_threads
+    from workloads.serve.process import ServerProcess, free_port
+
+    model_dir = str(resolve_model(args.model))
+    threads = cpu_threads(0)
+    precision = pick_precision(args.dtype)
+    dtype = precision.dtype_name  # given to both sides
+    console.print(f"dtype {dtype}: {precision.reason}")
+    counts = dict(zip(LEVELS, args.requests, strict=True))
+    port = free_port()
+    console.print(
+        f"baseline: FastAPI + generate() per request on :{port} ({threads} threads, {dtype})"
+    )
+    baseline = start_baseline(port, model_dir, threads, dtype)
+    server = ServerProcess(
+        model_dir, overrides=[f"dtype={dtype}", f"cpu_threads={threads}", *args.server_set]
+    )
+    targets = sides(port, server.openai_url, args.max_tokens)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/ready", baseline)
+        console.print(f"server: tuneops serve --model {args.model} (same dtype and threads)")
+        server.start()
+        results = measure(targets, counts)
+    finally:
+        server.stop()
+        baseline.terminate()
+        baseline.wait(60)
+    return results, threads, precision
+
+
+def main() -> int:
+    args = parse_args()
+    if args.baseline_server:
+        run_baseline(args.baseline_server, args.model_dir, args.threads, args.dtype)
+        return 0
+
+    from rich.console import Console
+
+    from tuneops.core.io import atomic_write_json
+    from tuneops.core.paths import cache_dir
+
+    console = Console()
+    results, threads, precision = run_bench(args, console)
+    ratios = ratios_of(results)
+    title = f"bench-serve: {args.model}, {args.max_tokens} max tokens, greedy"
+    console.print(results_table(title, results, ratios))
     at1, at32 = ratios[0], ratios[-1]
     errors = sum(r["errors"] for side in results.values() for r in side)
     goal = at32["tokens_per_s_ratio"] >= 4 and at1["p50_ratio"] <= 1.0 and errors == 0
@@ -328,15 +370,17 @@ def main() -> int:
             "results": results,
             "ratios": ratios,
             "threads": threads,
+            "dtype": precision.dtype_name,
+            "dtype_reason": precision.reason,
             "max_tokens": args.max_tokens,
             "server_overrides": args.server_set,
             "goal_met": goal,
         },
     )
     console.print(
-        f"server vs baseline: {at32['tokens_per_s_ratio']:.1f}x output tokens/s at 32, "
-        f"p50 at 1 {at1['p50_ratio']:.2f}x, {errors} errors: goal {'met' if goal else 'NOT met'} "
-        f"(results in {output})"
+        f"server vs baseline ({precision.dtype_name}): {at32['tokens_per_s_ratio']:.1f}x output "
+        f"tokens/s at 32, p50 at 1 {at1['p50_ratio']:.2f}x, {errors} errors: goal "
+        f"{'met' if goal else 'NOT met'} (results in {output})"
     )
     return 0 if goal else 1
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from workloads.models.load import load_model
-from workloads.serve.engine import Engine, SamplingParams, Sequence
+from workloads.serve.engine import Engine
+from workloads.serve.sequence import SamplingParams, Sequence, emit_text, finish
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +193,6 @@ def test_token_by_token_stream_adds_up_to_the_whole_decode(tiny, answer, stop):
     ids = tok(answer, add_special_tokens=False)["input_ids"]
     # At least one character must span several byte-level tokens for this to test anything.
     assert any("\ufffd" in tok.decode(ids[:i]) for i in range(1, len(ids)))
-    engine = Engine(tiny.model, tok, device=tiny.device)
 
     async def run():
         seq = Sequence(
@@ -205,10 +205,10 @@ def test_token_by_token_stream_adds_up_to_the_whole_decode(tiny, answer, stop):
         stopped = False
         for token in ids:
             seq.generated.append(token)
-            if engine._emit(seq):
+            if emit_text(seq, tok):
                 stopped = True
                 break
-        engine._finish(seq, "stop", hit_stop=stopped)
+        finish(seq, tok, "stop", hit_stop=stopped)
         return await collect(seq)
 
     text, final = asyncio.run(run())

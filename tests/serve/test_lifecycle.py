@@ -63,7 +63,7 @@ def test_loads_from_a_registry_alias(tiny_model_dir, mlflow_uri, private_cache):
     assert pin_alias("models:/serve-test-model@champion") == "models:/serve-test-model/1"
     client.set_registered_model_alias("serve-test-model", "champion", newer.version)
     assert pin_alias("models:/serve-test-model@champion") == "models:/serve-test-model/2"
-    with pytest.raises(UserError, match="cannot resolve"):
+    with pytest.raises(UserError, match="does not exist in the MLflow registry"):
         pin_alias("models:/serve-test-model@nope")
 
 

@@ -226,7 +226,10 @@ def test_sampled_prompts_are_scrubbed(server, client, prompt_log):
     assert hit[-1]["redactions"].get("aws_access_key") == 1
 
 
-def test_running_server_packed_its_weights(server):
-    """The shared test server runs on the defaults, so it must have packed at load."""
+def test_running_server_packed_its_weights_and_says_its_dtype(server):
+    """The shared test server runs on the defaults, so it must have packed at load; its load
+    line names the dtype it runs in and why."""
     log = server.log_path.read_text(encoding="utf-8", errors="replace")
-    assert "Linear weights prepacked" in log
+    (line,) = [line for line in log.splitlines() if "loaded cloudops-assistant from" in line]
+    assert "Linear weights prepacked" in line
+    assert "dtype float32: float32 as configured (" in line

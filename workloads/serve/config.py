@@ -1,13 +1,16 @@
-"""Typed configuration of the model server (configs/serve/default.yaml)."""
+"""Typed configuration of the model server (configs/serve/default.yaml), and the two values it
+resolves at start from the machine and the environment: torch threads and the bearer token."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
 from tuneops.core.config import StrictModel, load_config
+from tuneops.core.errors import UserError
 from tuneops.core.paths import CONFIG_DIR
 
 DEFAULT_CONFIG = CONFIG_DIR / "serve" / "default.yaml"
@@ -69,3 +72,35 @@ def load_serve_config(
     path: str | Path | None = None, *, env: str | None = None, overrides: list[str] | None = None
 ) -> ServeConfig:
     return load_config(ServeConfig, path or DEFAULT_CONFIG, env=env, overrides=overrides)
+
+
+def cpu_threads(configured: int) -> int:
+    """``cpu_threads`` from the config; 0 means one per usable core minus one, at least one."""
+    if configured > 0:
+        return configured
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+def read_token(config: ServeConfig) -> str | None:
+    """The bearer token from the environment variable, else the secret file, else None."""
+    auth = config.auth
+    if auth.token_env and os.environ.get(auth.token_env):
+        return os.environ[auth.token_env].strip()
+    if auth.token_file is not None:
+        path = Path(auth.token_file)
+        if not path.is_file():
+            raise UserError(f"auth.token_file {path} does not exist (mount the secret there)")
+        token = path.read_text(encoding="utf-8").strip()
+        if not token:
+            raise UserError(f"auth.token_file {path} is empty")
+        return token
+    if auth.required:
+        raise UserError(
+            f"auth.required is on but no token is set: export {auth.token_env} "
+            "or set auth.token_file"
+        )
+    return None

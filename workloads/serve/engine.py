@@ -6,9 +6,9 @@ and every step decodes one token for every running sequence in a single forward 
 Finished sequences leave the batch at once and waiting ones take their slots, so a long answer
 never holds short ones back.
 
-Each sequence streams its text back to the asyncio loop that submitted it. Text is emitted
-only once it is stable: incomplete UTF-8 and a tail that might start a stop string are held
-back until the next token decides them, so streamed chunks always add up to the final answer.
+Each sequence streams its text back to the asyncio loop that submitted it; what a sequence
+holds, how its text is released and how its next token is drawn is in
+``workloads.serve.sequence``.
 """
 
 from __future__ import annotations
@@ -19,10 +19,17 @@ import itertools
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from workloads.serve import metrics
+from workloads.serve.sequence import (
+    Event,
+    SamplingParams,
+    Sequence,
+    emit_text,
+    finish,
+    sample_tokens,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,71 +42,9 @@ class EngineStopped(Exception):
     """The engine is shutting down and takes no new work."""
 
 
-@dataclass(frozen=True)
-class SamplingParams:
-    max_tokens: int
-    temperature: float = 0.0
-    top_p: float = 1.0
-    stop: tuple[str, ...] = ()
-
-
-@dataclass
-class Event:
-    kind: str  # "delta" | "done" | "error"
-    text: str = ""
-    finish_reason: str | None = None
-
-
-@dataclass
-class Sequence:
-    """One request's generation; its events arrive on ``queue`` in the submitting loop."""
-
-    id: int
-    prompt_ids: list[int]
-    params: SamplingParams
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue
-    submitted: float = field(default_factory=time.perf_counter)
-    generated: list[int] = field(default_factory=list)
-    emitted: str = ""
-    finish_reason: str | None = None
-    first_token_at: float | None = None
-    cancelled: bool = False
-
-    @property
-    def completion_tokens(self) -> int:
-        return len(self.generated)
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-    def _send(self, event: Event) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
-        except RuntimeError:  # the submitting loop is gone: nobody is listening
-            self.cancelled = True
-
-    async def events(self):
-        """Yield events until the sequence finishes (or fails)."""
-        while True:
-            event = await self.queue.get()
-            yield event
-            if event.kind != "delta":
-                return
-
-
-def _stop_prefix_len(text: str, stops: tuple[str, ...]) -> int:
-    """Length of the longest tail of ``text`` that is a proper prefix of a stop string."""
-    best = 0
-    for stop in stops:
-        for n in range(min(len(stop) - 1, len(text)), best, -1):
-            if text.endswith(stop[:n]):
-                best = n
-                break
-    return best
-
-
 class Engine:
+    """The batch scheduler: a queue of sequences, one thread, one running batch."""
+
     def __init__(
         self,
         model: Any,
@@ -239,7 +184,7 @@ class Engine:
             use_cache=True,
             logits_to_keep=1,
         )
-        tokens = self._sample(out.logits[:, -1, :], seqs)
+        tokens = sample_tokens(out.logits[:, -1, :], seqs)
         metrics.PROMPT_TOKENS.inc(int(mask.sum()))
         keep = self._advance(seqs, tokens)
         if not keep:
@@ -287,33 +232,11 @@ class Engine:
             cache=self._cache,
             use_cache=True,
         )
-        tokens = self._sample(out.logits[:, -1, :], self._active)
+        tokens = sample_tokens(out.logits[:, -1, :], self._active)
         keep = self._advance(self._active, tokens)
         self._last = tokens.view(-1, 1)
         if len(keep) < len(self._active):
             self._select(keep)
-
-    def _sample(self, logits: Any, seqs: list[Sequence]) -> Any:
-        import torch
-
-        logits = logits.float()
-        greedy = logits.argmax(-1)
-        if all(s.params.temperature <= 0 for s in seqs):
-            return greedy
-        temps = torch.tensor(
-            [s.params.temperature if s.params.temperature > 0 else 1.0 for s in seqs],
-            device=logits.device,
-        ).unsqueeze(1)
-        top_p = torch.tensor([s.params.top_p for s in seqs], device=logits.device).unsqueeze(1)
-        probs = torch.softmax(logits / temps, dim=-1)
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        cumulative = sorted_probs.cumsum(-1)
-        drop = (cumulative - sorted_probs) > top_p  # always keeps the most likely token
-        sorted_probs = sorted_probs.masked_fill(drop, 0.0)
-        picked = torch.multinomial(sorted_probs, 1)
-        sampled = order.gather(-1, picked).squeeze(-1)
-        is_greedy = torch.tensor([s.params.temperature <= 0 for s in seqs], device=logits.device)
-        return torch.where(is_greedy, greedy, sampled)
 
     def _advance(self, seqs: list[Sequence], tokens: Any) -> list[int]:
         """Give each sequence its new token; return the rows that keep going."""
@@ -328,14 +251,14 @@ class Engine:
                 seq.first_token_at = now
                 metrics.TIME_TO_FIRST_TOKEN.observe(now - seq.submitted)
             if token in self.eos_ids:
-                self._finish(seq, "stop")
+                finish(seq, self.tokenizer, "stop")
                 continue
             seq.generated.append(token)
-            if self._emit(seq):
-                self._finish(seq, "stop", hit_stop=True)
+            if emit_text(seq, self.tokenizer):
+                finish(seq, self.tokenizer, "stop", hit_stop=True)
                 continue
             if len(seq.generated) >= seq.params.max_tokens:
-                self._finish(seq, "length")
+                finish(seq, self.tokenizer, "length")
                 continue
             keep.append(row)
         metrics.TOKENS_GENERATED.inc(produced)
@@ -361,39 +284,9 @@ class Engine:
                 layer.keys = layer.keys[:, :, first:, :]
                 layer.values = layer.values[:, :, first:, :]
 
-    def _emit(self, seq: Sequence) -> bool:
-        """Send the stable new text; True when a stop string ended the sequence."""
-        text = self.tokenizer.decode(seq.generated, skip_special_tokens=True)
-        stops = seq.params.stop
-        stopped = False
-        if stops:
-            hits = [i for i in (text.find(s) for s in stops) if i >= 0]
-            if hits:
-                text, stopped = text[: min(hits)], True
-        stable = text
-        if not stopped:
-            stable = stable.rstrip("\ufffd")
-            cut = _stop_prefix_len(stable, stops) if stops else 0
-            if cut:
-                stable = stable[:-cut]
-        if stable.startswith(seq.emitted) and len(stable) > len(seq.emitted):
-            seq._send(Event("delta", stable[len(seq.emitted) :]))
-            seq.emitted = stable
-        return stopped
-
-    def _finish(self, seq: Sequence, reason: str, *, hit_stop: bool = False) -> None:
-        if not hit_stop:
-            # Flush whatever was held back (a partial stop-string prefix that never completed).
-            text = self.tokenizer.decode(seq.generated, skip_special_tokens=True)
-            if text.startswith(seq.emitted) and len(text) > len(seq.emitted):
-                seq._send(Event("delta", text[len(seq.emitted) :]))
-                seq.emitted = text
-        seq.finish_reason = reason
-        seq._send(Event("done", finish_reason=reason))
-
     def _fail_all(self, message: str) -> None:
         for seq in self._active:
-            seq._send(Event("error", text=message))
+            seq.send(Event("error", text=message))
         self._active, self._cache, self._mask, self._last = [], None, None, None
 
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from workloads.serve.config import ServeConfig
-from workloads.serve.engine import Engine, EngineStopped, QueueFull, SamplingParams, Sequence
+from workloads.serve.engine import Engine, EngineStopped, QueueFull
 from workloads.serve.sampling import PromptSampler
+from workloads.serve.sequence import SamplingParams, Sequence
 
 
 class ApiError(Exception):

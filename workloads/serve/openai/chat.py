@@ -1,0 +1,86 @@
+"""``POST /openai/v1/chat/completions``: one answer to a conversation, whole or streamed (SSE)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi.responses import JSONResponse, StreamingResponse
+from openai.types import CompletionUsage
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+from workloads.serve.openai.protocol import ChatCompletionRequest, count_usage, dump, sse, sse_error
+from workloads.serve.state import ServingState, Submitted
+
+
+class ChatCompletions:
+    """Chat completions over the shared serving state."""
+
+    def __init__(self, state: ServingState) -> None:
+        self.state = state
+
+    async def chat_completions(self, body: ChatCompletionRequest):
+        state = self.state
+        state.check_model(body.model)
+        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+        prompt_ids = state.encode_chat(messages)
+        users = [m["content"] for m in messages if m["role"] == "user"]
+        state.sample_prompt("chat", users[-1] if users else messages[-1]["content"])
+        max_tokens = body.max_completion_tokens or body.max_tokens
+        sub = state.submit(prompt_ids, max_tokens, body.temperature, body.top_p, body.stop)
+        rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        if body.stream:
+            events = self._stream(sub, rid, created, body.include_usage)
+            return StreamingResponse(events, media_type="text/event-stream")
+        text, finish = await state.collect(sub)
+        result = ChatCompletion(
+            id=rid,
+            created=created,
+            model=state.model_name,
+            object="chat.completion",
+            choices=[
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": finish,
+                }
+            ],
+            usage=count_usage(sub),
+        )
+        return JSONResponse(dump(result))
+
+    async def _stream(
+        self, sub: Submitted, rid: str, created: int, include_usage: bool
+    ) -> AsyncIterator[str]:
+        yield self._chunk(rid, created, {"role": "assistant", "content": ""})
+        async for kind, text in self.state.stream(sub):
+            if kind == "delta":
+                yield self._chunk(rid, created, {"content": text})
+            elif kind == "done":
+                yield self._chunk(rid, created, {}, finish=text)
+            else:
+                yield sse_error(text)
+        if include_usage:
+            yield self._chunk(rid, created, {}, usage=count_usage(sub))
+        yield sse("[DONE]")
+
+    def _chunk(
+        self,
+        rid: str,
+        created: int,
+        delta: dict[str, Any],
+        finish: str | None = None,
+        usage: CompletionUsage | None = None,
+    ) -> str:
+        choices = [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}]
+        chunk = ChatCompletionChunk(
+            id=rid,
+            created=created,
+            model=self.state.model_name,
+            object="chat.completion.chunk",
+            choices=choices,
+            usage=usage,
+        )
+        return sse(dump(chunk))

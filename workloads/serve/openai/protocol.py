@@ -1,0 +1,106 @@
+"""Request models of the OpenAI routes, and the helpers that put responses on the wire.
+
+Request bodies are validated by the pydantic models below (fields the server does not use are
+ignored, as OpenAI clients send many); responses are the `openai` package's own types, so what
+the official client parses is exactly what the server built.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from openai.types import CompletionUsage
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from workloads.serve.state import Submitted
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class TextPart(_Loose):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Loose):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(_Loose):
+    include_usage: bool = False
+
+
+class _GenerationRequest(_Loose):
+    model: str = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    n: int = Field(1, ge=1, le=1, description="one choice per prompt is supported")
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, value: str | list[str] | None) -> list[str]:
+        stops = [value] if isinstance(value, str) else list(value or [])
+        if len(stops) > 4 or any(not s for s in stops):
+            raise ValueError("stop takes at most 4 non-empty strings")
+        return stops
+
+    @property
+    def include_usage(self) -> bool:
+        """Whether a stream ends with a usage chunk (``stream_options.include_usage``)."""
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ChatCompletionRequest(_GenerationRequest):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+
+class CompletionRequest(_GenerationRequest):
+    prompt: str | list[str]
+    echo: bool = False
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not value:
+            raise ValueError("prompt must not be an empty list")
+        return value
+
+
+def sse(payload: Any) -> str:
+    """One server-sent event: a JSON body, or a bare string such as ``[DONE]``."""
+    body = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+    return f"data: {body}\n\n"
+
+
+def sse_error(message: str) -> str:
+    """The event that tells a streaming client generation failed."""
+    return sse({"error": {"message": message, "type": "server_error"}})
+
+
+def dump(obj: BaseModel) -> dict[str, Any]:
+    return obj.model_dump(mode="json", exclude_none=True)
+
+
+def count_usage(*subs: Submitted) -> CompletionUsage:
+    """Token counts summed over the submitted sequences."""
+    prompt = sum(len(s.seq.prompt_ids) for s in subs)
+    completion = sum(s.seq.completion_tokens for s in subs)
+    return CompletionUsage(
+        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+    )

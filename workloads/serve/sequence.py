@@ -1,0 +1,137 @@
+"""One request's generation: its sampling parameters, its state, and its stream of text.
+
+A ``Sequence`` is created by ``Engine.submit`` and advanced by the engine thread, which hands
+each new token to ``emit_text`` and ends the sequence with ``finish``. Text is emitted only
+once it is stable: incomplete UTF-8 and a tail that might start a stop string are held back
+until the next token decides them, so streamed chunks always add up to the final answer.
+``sample_tokens`` picks the next token of every row of a batch, greedy and sampled rows alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+
+
+@dataclass
+class Event:
+    kind: str  # "delta" | "done" | "error"
+    text: str = ""
+    finish_reason: str | None = None
+
+
+@dataclass
+class Sequence:
+    """One request's generation; its events arrive on ``queue`` in the submitting loop."""
+
+    id: int
+    prompt_ids: list[int]
+    params: SamplingParams
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue
+    submitted: float = field(default_factory=time.perf_counter)
+    generated: list[int] = field(default_factory=list)
+    emitted: str = ""
+    finish_reason: str | None = None
+    first_token_at: float | None = None
+    cancelled: bool = False
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.generated)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def send(self, event: Event) -> None:
+        """Hand ``event`` to the submitting loop (safe from any thread)."""
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
+        except RuntimeError:  # the submitting loop is gone: nobody is listening
+            self.cancelled = True
+
+    async def events(self):
+        """Yield events until the sequence finishes (or fails)."""
+        while True:
+            event = await self.queue.get()
+            yield event
+            if event.kind != "delta":
+                return
+
+
+def stop_prefix_len(text: str, stops: tuple[str, ...]) -> int:
+    """Length of the longest tail of ``text`` that is a proper prefix of a stop string."""
+    best = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), best, -1):
+            if text.endswith(stop[:n]):
+                best = n
+                break
+    return best
+
+
+def emit_text(seq: Sequence, tokenizer: Any) -> bool:
+    """Send the stable new text; True when a stop string ended the sequence."""
+    text = tokenizer.decode(seq.generated, skip_special_tokens=True)
+    stops = seq.params.stop
+    stopped = False
+    if stops:
+        hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+        if hits:
+            text, stopped = text[: min(hits)], True
+    stable = text
+    if not stopped:
+        stable = stable.rstrip("\ufffd")
+        cut = stop_prefix_len(stable, stops) if stops else 0
+        if cut:
+            stable = stable[:-cut]
+    if stable.startswith(seq.emitted) and len(stable) > len(seq.emitted):
+        seq.send(Event("delta", stable[len(seq.emitted) :]))
+        seq.emitted = stable
+    return stopped
+
+
+def finish(seq: Sequence, tokenizer: Any, reason: str, *, hit_stop: bool = False) -> None:
+    """End the sequence with ``reason``, first flushing text held back for a stop string."""
+    if not hit_stop:
+        # Flush whatever was held back (a partial stop-string prefix that never completed).
+        text = tokenizer.decode(seq.generated, skip_special_tokens=True)
+        if text.startswith(seq.emitted) and len(text) > len(seq.emitted):
+            seq.send(Event("delta", text[len(seq.emitted) :]))
+            seq.emitted = text
+    seq.finish_reason = reason
+    seq.send(Event("done", finish_reason=reason))
+
+
+def sample_tokens(logits: Any, seqs: list[Sequence]) -> Any:
+    """The next token of each row: argmax where temperature is 0, else top-p sampling."""
+    import torch
+
+    logits = logits.float()
+    greedy = logits.argmax(-1)
+    if all(s.params.temperature <= 0 for s in seqs):
+        return greedy
+    temps = torch.tensor(
+        [s.params.temperature if s.params.temperature > 0 else 1.0 for s in seqs],
+        device=logits.device,
+    ).unsqueeze(1)
+    top_p = torch.tensor([s.params.top_p for s in seqs], device=logits.device).unsqueeze(1)
+    probs = torch.softmax(logits / temps, dim=-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    cumulative = sorted_probs.cumsum(-1)
+    drop = (cumulative - sorted_probs) > top_p  # always keeps the most likely token
+    sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+    picked = torch.multinomial(sorted_probs, 1)
+    sampled = order.gather(-1, picked).squeeze(-1)
+    is_greedy = torch.tensor([s.params.temperature <= 0 for s in seqs], device=logits.device)
+    return torch.where(is_greedy, greedy, sampled)
