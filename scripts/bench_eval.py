@@ -14,7 +14,7 @@ import time
 
 from workloads.evaluate.config import load_eval_config
 from workloads.evaluate.generate import LocalGenerator
-from workloads.evaluate.runner import benchmark_items
+from workloads.evaluate.items import benchmark_items
 
 
 def measure(ref: str, prompts, batch_size: int, max_new_tokens: int, dtype: str):
@@ -26,6 +26,7 @@ def measure(ref: str, prompts, batch_size: int, max_new_tokens: int, dtype: str)
         ]
     ).generation
     gen = LocalGenerator(ref, cfg)
+    print(f"  precision: {gen.precision} ({gen.precision_reason})")
     gen.generate(prompts[:2])  # warm-up: first-call allocation and kernel selection
     started = time.perf_counter()
     out = gen.generate(prompts)
@@ -40,7 +41,7 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"])
     args = parser.parse_args()
 
     cfg = load_eval_config(overrides=[f"benchmark_limit={args.questions}"])

@@ -55,8 +55,6 @@ def candidate_run(mlflow_uri, tiny_model_dir) -> str:
 def test_eval_scores_reports_and_logs_to_the_candidate_run(
     tmp_path, mlflow_uri, tiny_model_dir, snapshot_dir, candidate_run
 ):
-    from mlflow import MlflowClient
-
     from workloads.evaluate.config import load_eval_config
     from workloads.evaluate.runner import run_eval
 
@@ -81,7 +79,12 @@ def test_eval_scores_reports_and_logs_to_the_candidate_run(
     assert any("1 records without a question/answer pair skipped" in n for n in result.notes)
     assert result.run_id == candidate_run
     assert result.splits == ["benchmark", "test"]
+    _check_answers_and_scores(result, budget)
+    _check_report_files(out)
+    _check_candidate_run(mlflow_uri, candidate_run, result, tiny_model_dir)
 
+
+def _check_answers_and_scores(result, budget: int) -> None:
     cand = result.candidate
     assert len(cand.records) == 8 + 3
     for rec in cand.records:
@@ -101,19 +104,28 @@ def test_eval_scores_reports_and_logs_to_the_candidate_run(
     # The test split keeps its own system turn and drops the reference answer from the prompt.
     test_rec = next(r for r in cand.records if r["split"] == "test")
     assert test_rec["reference"].startswith("Example")
+    # The dtype the answers were computed in, and why, is stated.
+    assert cand.dtype == "float32" and "as configured" in cand.precision_reason
 
-    # Report files.
+
+def _check_report_files(out: Path) -> None:
     report = (out / "report.md").read_text()
     assert "| metric | candidate | base | Δ vs base |" in report
     assert "per category" in report and "worst candidate answers" in report
+    assert "- precision: float32 (float32 as configured (" in report
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     answers = (out / "answers" / "candidate.jsonl").read_text().splitlines()
     assert len(answers) == 11
     summary = json.loads((out / "summary.json").read_text())
     assert summary["models"]["base"]["aggregates"]["benchmark"]["overall"]["count"] == 8
+    assert summary["models"]["candidate"]["dtype"] == "float32"
 
-    # Everything is on the candidate's run.
-    run = MlflowClient(mlflow_uri).get_run(candidate_run)
+
+def _check_candidate_run(mlflow_uri: str, run_id: str, result, tiny_model_dir: Path) -> None:
+    """Everything is on the candidate's run."""
+    from mlflow import MlflowClient
+
+    run = MlflowClient(mlflow_uri).get_run(run_id)
     metrics = run.data.metrics
     assert metrics["eval.candidate.benchmark.count"] == 8
     assert "eval.base.benchmark.rouge_l" in metrics
@@ -121,7 +133,7 @@ def test_eval_scores_reports_and_logs_to_the_candidate_run(
     assert "eval.candidate.test.chrf" in metrics
     assert run.data.tags["tuneops.eval.benchmark_digest"] == result.benchmark_digest
     assert run.data.tags["tuneops.eval.base.ref"] == str(tiny_model_dir)
-    artifacts = {a.path for a in MlflowClient(mlflow_uri).list_artifacts(candidate_run, "eval")}
+    artifacts = {a.path for a in MlflowClient(mlflow_uri).list_artifacts(run_id, "eval")}
     assert {"eval/report.md", "eval/comparison.png", "eval/summary.json"} <= artifacts
 
 

@@ -10,7 +10,9 @@ from typer.testing import CliRunner
 
 from tuneops.cli import app
 from workloads.data.snapshot import write_snapshot
-from workloads.monitor.drift import DriftSection, compare, load_prompts, psi
+from workloads.monitor.config import DriftSection
+from workloads.monitor.drift import compare, psi
+from workloads.monitor.prompts import load_prompts
 
 TOPICS = {
     "kubernetes": ["pod", "deployment", "service", "ingress", "namespace", "kubectl", "node"],

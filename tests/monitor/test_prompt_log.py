@@ -5,7 +5,7 @@ from __future__ import annotations
 import boto3
 from moto.server import ThreadedMotoServer
 
-from workloads.monitor.drift import load_prompts
+from workloads.monitor.prompts import load_prompts
 from workloads.serve.sampling import PromptSampler
 
 

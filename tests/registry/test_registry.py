@@ -57,7 +57,8 @@ def test_register_refuses_run_without_model(registry_config, client):
 
 
 def test_gate_promotes_better_and_refuses_worse_with_reason(registry_config, client, make_run):
-    from workloads.registry.registry import GateRefusedError, promote, register
+    from workloads.registry.gate import GateRefusedError
+    from workloads.registry.registry import promote, register
 
     # First version: beats the base, no champion yet -> champion.
     v1 = register(registry_config, make_run({"candidate": GOOD, "base": BASE}), client=client)
@@ -100,7 +101,8 @@ def test_gate_promotes_better_and_refuses_worse_with_reason(registry_config, cli
 
 
 def test_gate_needs_scores_comparable_with_the_champion(registry_config, client, make_run):
-    from workloads.registry.registry import GateRefusedError, promote, register
+    from workloads.registry.gate import GateRefusedError
+    from workloads.registry.registry import promote, register
 
     register(registry_config, make_run({"candidate": GOOD, "base": BASE}), client=client)
     promote(registry_config, client=client)

@@ -35,7 +35,9 @@ def eval_command(
     judge: bool = typer.Option(None, "--judge/--no-judge", help="Grade answers with the judge."),
     output_dir: Path = typer.Option(None, "--output-dir", "-o", help="Report directory."),
     no_log: bool = typer.Option(False, "--no-log", help="Do not log to MLflow."),
-    env: str = typer.Option(None, "--env", help="Config overlay <name>.<env>.yaml to apply."),
+    env: str = typer.Option(
+        None, "--env", help="Environment (local, dev, staging, prod): applies <config>.<env>.yaml."
+    ),
     overrides: list[str] = typer.Option(None, "--set", help="Config override key.sub=value."),
 ) -> None:
     """Evaluate a model against the base model and the champion on the benchmark."""
@@ -44,8 +46,9 @@ def eval_command(
 
     from tuneops.core.config import option_overrides
     from workloads.evaluate.config import load_eval_config
+    from workloads.evaluate.plan import parse_baselines
     from workloads.evaluate.report import comparison_rows, summary_line
-    from workloads.evaluate.runner import parse_baselines, run_eval
+    from workloads.evaluate.runner import run_eval
 
     extra = option_overrides(overrides, {"splits": split or None, "judge.enabled": judge})
     cfg = load_eval_config(config, env=env, overrides=extra)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from tuneops.core.errors import UserError
 from workloads.evaluate.config import GenerationConfig
+from workloads.models.refs import parse_ref
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +34,14 @@ class Generation:
 
 class Generator(Protocol):
     label: str
+    precision: str | None  # the dtype answers are computed in; None when an endpoint serves
+    precision_reason: str  # why that dtype
 
     def generate(
         self, prompts: Sequence[Messages], progress: Callable[[int], None] | None = None
     ) -> list[Generation]: ...
 
     def close(self) -> None: ...
-
-
-def is_endpoint(ref: str) -> bool:
-    return ref.startswith(("http://", "https://"))
 
 
 class LocalGenerator:
@@ -60,8 +59,10 @@ class LocalGenerator:
         loaded = load_model(
             ref, dtype=config.dtype, prepack=config.cpu_prepack, tracking_uri=tracking_uri
         )
-        log.info("%s in %s: %s", ref, str(loaded.dtype), loaded.precision_reason)
-        self.model, self.tokenizer, self.precision = loaded.model, loaded.tokenizer, loaded.dtype
+        self.model, self.tokenizer = loaded.model, loaded.tokenizer
+        self.precision = str(loaded.dtype).removeprefix("torch.")
+        self.precision_reason = loaded.precision_reason
+        log.info("%s in %s: %s", ref, self.precision, self.precision_reason)
         if self.tokenizer.chat_template is None:
             raise UserError(f"model {ref} has no chat template; evaluation needs one")
         self.tokenizer.padding_side = "left"
@@ -90,7 +91,7 @@ class LocalGenerator:
     def _generate_batch(self, prompts: Sequence[Messages]) -> list[Generation]:
         import torch
 
-        enc = self._encode(prompts)
+        enc = self._encode(prompts).to(self.model.device)
         started = time.perf_counter()
         with torch.inference_mode():
             out = self.model.generate(
@@ -159,6 +160,9 @@ def first_model_id(client: Any, base_url: str) -> str:
 class EndpointGenerator:
     """Any OpenAI-compatible chat completions endpoint (the project's own server, vLLM, ...)."""
 
+    precision = None
+    precision_reason = "chosen by the endpoint"
+
     def __init__(self, ref: str, config: GenerationConfig, *, api_key: str | None = None):
         self.label = ref
         self.config = config
@@ -214,7 +218,15 @@ class EndpointGenerator:
         self.client.close()
 
 
-def open_generator(ref: str, config: GenerationConfig, *, api_key: str | None = None) -> Generator:
-    if is_endpoint(ref):
+def open_generator(
+    ref: str,
+    config: GenerationConfig,
+    *,
+    api_key: str | None = None,
+    tracking_uri: str | None = None,
+) -> Generator:
+    """An endpoint client for an ``http(s)://`` reference, else the model loaded locally
+    (registry and run references from the MLflow store at ``tracking_uri``)."""
+    if parse_ref(ref).kind == "endpoint":
         return EndpointGenerator(ref, config, api_key=api_key)
-    return LocalGenerator(ref, config)
+    return LocalGenerator(ref, config, tracking_uri=tracking_uri)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tuneops.core.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from workloads.evaluate.config import EvalConfig
 from workloads.evaluate.metrics import NEUTRAL, higher_is_better
-
-if TYPE_CHECKING:
-    from workloads.evaluate.runner import EvalResult, ModelEval
+from workloads.evaluate.results import EvalResult, ModelEval
 
 # Metrics on a 0-100 scale; the chart divides them by 100 to share an axis with the rest.
 PERCENT_SCALE = frozenset({"bleu", "chrf"})
@@ -125,73 +123,98 @@ def _quote(text: str) -> str:
     return "\n".join("> " + line for line in text.splitlines())
 
 
-def _system_prompt(config: EvalConfig) -> str | None:
-    from workloads.evaluate.runner import system_prompt
+def _precision(m: ModelEval) -> str:
+    if m.dtype is None:
+        return "chosen by the endpoint"
+    return f"{m.dtype} ({m.precision_reason})" if m.precision_reason else m.dtype
 
-    return system_prompt(config)
+
+def precision_text(models: list[ModelEval]) -> str:
+    """The dtype the answers were computed in and why: ``float32 (why)`` when every model
+    shares it, else ``candidate, base: float32 (why); champion: bfloat16 (why)``."""
+    groups: dict[str, list[str]] = {}
+    for m in models:
+        groups.setdefault(_precision(m), []).append(m.label)
+    if len(groups) == 1:
+        return next(iter(groups))
+    return "; ".join(f"{', '.join(labels)}: {text}" for text, labels in groups.items())
+
+
+def _model_line(m: ModelEval) -> str:
+    return f"- {m.label}: `{m.ref}`" + (f" (version {m.version})" if m.version else "")
+
+
+def _header(result: EvalResult, config: EvalConfig) -> list[str]:
+    gen = config.generation
+    out = [
+        f"# Evaluation: {result.candidate.ref}",
+        "",
+        f"- MLflow run: `{result.run_id or 'not logged'}`",
+        *[_model_line(m) for m in result.models],
+        f"- benchmark digest: `{result.benchmark_digest or '—'}`",
+        f"- decoding: greedy, max_new_tokens={gen.max_new_tokens}, "
+        f"batch_size={gen.batch_size}, dtype={gen.dtype}",
+        f"- precision: {precision_text(result.models)}",
+        f"- system prompt: {result.system_prompt!r}",
+        f"- judge: {result.judge_prompt or 'off'}",
+        f"- primary metric: {config.report.primary_metric}",
+    ]
+    if result.notes:
+        out += ["", "Notes:", *[f"- {n}" for n in result.notes]]
+    return out
+
+
+def _split_section(result: EvalResult, config: EvalConfig, split: str) -> list[str]:
+    primary = config.report.primary_metric
+    out = ["", f"## {split}", "", comparison_table(result, split, config.report.table_metrics)]
+    for kind in ("category", "difficulty"):
+        for metric in dict.fromkeys([primary, "rouge_l"]):
+            table = group_table(result, split, kind, metric)
+            if table:
+                out += ["", f"### {LABELS.get(metric, metric)} per {kind}", "", table]
+    return out
+
+
+def _worst_answer(n: int, rec: dict[str, Any], primary: str) -> list[str]:
+    missing = [
+        f for f, ok in zip(rec["key_facts"], rec["metrics"]["facts_found"], strict=True) if not ok
+    ]
+    scores = ", ".join(f"{k}={fmt(rec['metrics'].get(k), k)}" for k in (primary, "rouge_l", "chrf"))
+    out = [
+        "",
+        f"### {n}. `{rec['id']}` ({rec.get('category') or '—'}, "
+        f"{rec.get('difficulty') or '—'}): {scores}",
+        "",
+        "**Question**",
+        "",
+        _quote(rec["question"]),
+        "",
+        "**Reference**",
+        "",
+        _quote(rec["reference"]),
+        "",
+        "**Candidate**" + ("" if rec["finished"] else " (no end-of-turn: runaway)"),
+        "",
+        _quote(rec["answer"]),
+    ]
+    if missing:
+        out += ["", "Missing key facts: " + "; ".join(f"`{f}`" for f in missing)]
+    return out
 
 
 def render_markdown(result: EvalResult, config: EvalConfig, chart: str | None) -> str:
     primary = config.report.primary_metric
-    cand = result.candidate
-    out = [
-        f"# Evaluation: {cand.ref}",
-        "",
-        f"- MLflow run: `{result.run_id or 'not logged'}`",
-        *[
-            f"- {m.label}: `{m.ref}`" + (f" (version {m.version})" if m.version else "")
-            for m in result.models
-        ],
-        f"- benchmark digest: `{result.benchmark_digest or '—'}`",
-        f"- decoding: greedy, max_new_tokens={config.generation.max_new_tokens}, "
-        f"batch_size={config.generation.batch_size}, dtype={config.generation.dtype}",
-        f"- system prompt: {_system_prompt(config)!r}",
-        f"- judge: {result.judge_prompt or 'off'}",
-        f"- primary metric: {primary}",
-    ]
-    if result.notes:
-        out += ["", "Notes:", *[f"- {n}" for n in result.notes]]
+    out = _header(result, config)
     for split in result.splits:
-        out += ["", f"## {split}", "", comparison_table(result, split, config.report.table_metrics)]
-        for kind in ("category", "difficulty"):
-            for metric in dict.fromkeys([primary, "rouge_l"]):
-                table = group_table(result, split, kind, metric)
-                if table:
-                    out += ["", f"### {LABELS.get(metric, metric)} per {kind}", "", table]
+        out += _split_section(result, config, split)
     if chart:
         out += ["", "## Chart", "", f"![comparison]({chart})"]
     if config.report.worst_n and result.splits:
         split = result.splits[0]
-        worst = worst_answers(cand, split, primary, config.report.worst_n)
+        worst = worst_answers(result.candidate, split, primary, config.report.worst_n)
         out += ["", f"## The {len(worst)} worst candidate answers ({split}, by {primary})"]
         for n, rec in enumerate(worst, 1):
-            missing = [
-                f
-                for f, ok in zip(rec["key_facts"], rec["metrics"]["facts_found"], strict=True)
-                if not ok
-            ]
-            scores = ", ".join(
-                f"{k}={fmt(rec['metrics'].get(k), k)}" for k in (primary, "rouge_l", "chrf")
-            )
-            out += [
-                "",
-                f"### {n}. `{rec['id']}` ({rec.get('category') or '—'}, "
-                f"{rec.get('difficulty') or '—'}): {scores}",
-                "",
-                "**Question**",
-                "",
-                _quote(rec["question"]),
-                "",
-                "**Reference**",
-                "",
-                _quote(rec["reference"]),
-                "",
-                "**Candidate**" + ("" if rec["finished"] else " (no end-of-turn: runaway)"),
-                "",
-                _quote(rec["answer"]),
-            ]
-            if missing:
-                out += ["", "Missing key facts: " + "; ".join(f"`{f}`" for f in missing)]
+            out += _worst_answer(n, rec, primary)
     return "\n".join(out) + "\n"
 
 
@@ -258,6 +281,8 @@ def summary(result: EvalResult) -> dict[str, Any]:
             m.label: {
                 "ref": m.ref,
                 "version": m.version,
+                "dtype": m.dtype,
+                "precision_reason": m.precision_reason,
                 "seconds": round(m.seconds, 2),
                 "aggregates": m.aggregates,
             }
@@ -290,5 +315,6 @@ def summary_line(result: EvalResult, config: EvalConfig) -> str:
         f"eval: candidate on {split}: "
         + ", ".join(parts)
         + f" ({answers} answers from {len(result.models)} models in {seconds:.0f} s)"
+        + f"; precision {precision_text(result.models)}"
         + f"; report {result.output_dir / 'report.md'}"
     )

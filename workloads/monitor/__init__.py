@@ -1,1 +1,1 @@
-"""Production monitoring: prompt sampling and drift against the training set."""
+"""Production monitoring: drift of the prompts the server sampled against the training set."""

@@ -22,6 +22,9 @@ def drift(
     ),
     config: Path = typer.Option(None, "--config", "-c", help="monitor config YAML."),
     output: Path = typer.Option(None, "--output", "-o", help="write the report as JSON here."),
+    env: str = typer.Option(
+        None, "--env", help="environment (local, dev, ...): applies <config>.<env>.yaml."
+    ),
     overrides: list[str] = typer.Option(None, "--set", help="override a config value: k=v"),
 ) -> None:
     """Compare recent prompts with the training set (PSI); exit 1 when they drifted."""
@@ -30,9 +33,11 @@ def drift(
 
     from tuneops.core.io import atomic_write_json
     from tuneops.core.paths import cache_dir
-    from workloads.monitor.drift import compare, load_monitor_config, load_prompts, load_reference
+    from workloads.monitor.config import load_monitor_config
+    from workloads.monitor.drift import compare
+    from workloads.monitor.prompts import load_prompts, load_reference
 
-    cfg = load_monitor_config(config, overrides=overrides).drift
+    cfg = load_monitor_config(config, env=env, overrides=overrides).drift
     source = prompts or str(cache_dir() / "serve" / "prompts.jsonl")
     recent = load_prompts(source, cfg.window)
     reference = load_reference(dataset, cfg.reference_split)

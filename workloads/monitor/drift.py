@@ -14,41 +14,16 @@ context. A PSI above ``psi_threshold`` on either signal means drift.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
-from tuneops.core.config import StrictModel, load_config
 from tuneops.core.errors import UserError
-from tuneops.core.io import iter_jsonl
-from tuneops.core.paths import CONFIG_DIR
+from workloads.monitor.config import DriftSection
 
-DEFAULT_CONFIG = CONFIG_DIR / "monitor" / "default.yaml"
 _WORD = re.compile(r"[a-z0-9][a-z0-9_.\-/]*", re.IGNORECASE)
-
-
-class DriftSection(StrictModel):
-    window: int = Field(1000, ge=1)
-    min_prompts: int = Field(20, ge=1)
-    reference_split: str = "train"
-    length_bins: int = Field(5, ge=2)
-    vocab_top_k: int = Field(50, ge=1)
-    psi_threshold: float = Field(0.2, gt=0)
-    smoothing: float = Field(0.5, gt=0)
-
-
-class MonitorConfig(StrictModel):
-    drift: DriftSection = Field(default_factory=DriftSection)
-
-
-def load_monitor_config(path=None, *, env=None, overrides=None) -> MonitorConfig:
-    return load_config(MonitorConfig, path or DEFAULT_CONFIG, env=env, overrides=overrides)
 
 
 @dataclass
@@ -163,73 +138,3 @@ def compare(prompts: list[str], reference: list[str], cfg: DriftSection) -> Drif
         ),
     ]
     return DriftReport(len(prompts), len(reference), cfg.psi_threshold, signals, oov)
-
-
-# ---- inputs ----------------------------------------------------------------------------
-def _prompt_lines(source: str) -> list[str]:
-    if source.startswith("s3://"):
-        import boto3
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        bucket, _, prefix = source[len("s3://") :].partition("/")
-        s3 = boto3.client("s3")
-        lines: list[str] = []
-        try:
-            keys = [
-                obj["Key"]
-                for page in s3.get_paginator("list_objects_v2").paginate(
-                    Bucket=bucket, Prefix=prefix
-                )
-                for obj in page.get("Contents", [])
-                if obj["Key"].endswith(".jsonl")
-            ]
-            for key in sorted(keys):
-                body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-                lines.extend(body.splitlines())
-        except (BotoCoreError, ClientError) as exc:
-            raise UserError(f"cannot read the prompt log {source}: {exc}") from exc
-        return lines
-    path = Path(source).expanduser()
-    if path.is_dir():
-        files = sorted(path.glob("*.jsonl"))
-    elif path.is_file():
-        files = [path]
-    else:
-        raise UserError(f"prompt log {source} does not exist (see sampling.log in configs/serve)")
-    return [line for f in files for line in f.read_text(encoding="utf-8").splitlines()]
-
-
-def load_prompts(source: str, window: int) -> list[str]:
-    """The ``window`` most recent sampled prompts from a local JSONL log, folder or S3 prefix."""
-    records = []
-    lines = iter_jsonl(
-        _prompt_lines(source),
-        lambda number, exc: UserError(f"{source}: line {number} is not JSON ({exc.msg})"),
-    )
-    for number, record in lines:
-        if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
-            raise UserError(f"{source}: line {number} has no string field 'prompt'")
-        records.append(record)
-    records.sort(key=lambda r: r.get("ts") or 0)
-    return [r["prompt"] for r in records[-window:]]
-
-
-def record_prompt(record: dict[str, Any]) -> str | None:
-    """The user side of a dataset record: its user messages, or its text."""
-    if record.get("kind") == "text" or "messages" not in record:
-        text = record.get("text")
-        return text if isinstance(text, str) else None
-    users = [m.get("content", "") for m in record.get("messages", []) if m.get("role") == "user"]
-    return "\n".join(users) if users else None
-
-
-def load_reference(ref: str, split: str) -> list[str]:
-    """Training prompts from a dataset snapshot reference (or a JSONL file of records)."""
-    path = Path(ref).expanduser()
-    if path.is_file():
-        rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
-    else:
-        from workloads.data.snapshot import load_snapshot
-
-        rows = load_snapshot(ref).split(split)
-    return [p for p in (record_prompt(r) for r in rows) if p]

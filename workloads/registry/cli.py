@@ -9,24 +9,26 @@ import typer
 app = typer.Typer(no_args_is_help=True)
 
 CONFIG_HELP = "Registry config YAML (default configs/registry/default.yaml)."
+ENV_HELP = "Environment (local, dev, staging, prod): applies the overlay <config>.<env>.yaml."
 
 
-def _config(config: Path | None, overrides: list[str] | None):
+def _config(config: Path | None, env: str | None, overrides: list[str] | None):
     from workloads.registry.config import load_registry_config
 
-    return load_registry_config(config, overrides=overrides)
+    return load_registry_config(config, env=env, overrides=overrides)
 
 
 @app.command("register")
 def register_command(
     run_id: str = typer.Option(..., "--run-id", help="MLflow run whose model to register."),
     config: Path = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    env: str = typer.Option(None, "--env", help=ENV_HELP),
     overrides: list[str] = typer.Option(None, "--set", help="Config override key.sub=value."),
 ) -> None:
     """Register a training run's model as a new version with alias `candidate`."""
     from workloads.registry.registry import register
 
-    cfg = _config(config, overrides)
+    cfg = _config(config, env, overrides)
     reg = register(cfg, run_id)
     scores = ", ".join(
         f"{k.split('.')[-1]}={v}"
@@ -49,12 +51,14 @@ def promote_command(
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check the gate, move nothing."),
     config: Path = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    env: str = typer.Option(None, "--env", help=ENV_HELP),
     overrides: list[str] = typer.Option(None, "--set", help="Config override key.sub=value."),
 ) -> None:
     """Make a version the champion if the promotion gate holds (exit 4 when refused)."""
-    from workloads.registry.registry import GateRefusedError, evaluate_gate, promote
+    from workloads.registry.gate import GateRefusedError, evaluate_gate
+    from workloads.registry.registry import promote
 
-    cfg = _config(config, overrides)
+    cfg = _config(config, env, overrides)
     try:
         decision = promote(cfg, version, dry_run=dry_run)
     except GateRefusedError:
@@ -76,12 +80,13 @@ def promote_command(
 @app.command("rollback")
 def rollback_command(
     config: Path = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    env: str = typer.Option(None, "--env", help=ENV_HELP),
     overrides: list[str] = typer.Option(None, "--set", help="Config override key.sub=value."),
 ) -> None:
     """Restore the `previous` version as champion."""
     from workloads.registry.registry import rollback
 
-    cfg = _config(config, overrides)
+    cfg = _config(config, env, overrides)
     rb = rollback(cfg)
     after = f"; {cfg.aliases.previous!r} is now v{rb.previous}" if rb.previous else ""
     typer.echo(
