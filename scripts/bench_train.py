@@ -51,7 +51,7 @@ def _validation_loss(model, tokenizer, rows: list[dict]) -> float:
     """Token-mean loss on the assistant turns (end-of-turn included), one example at a time."""
     import torch
 
-    from workloads.train.trainer import training_chat_template
+    from workloads.train.chat_template import training_chat_template
 
     template = training_chat_template(tokenizer) or tokenizer.chat_template
     total, count = 0.0, 0
@@ -74,16 +74,10 @@ def _validation_loss(model, tokenizer, rows: list[dict]) -> float:
     return total / count
 
 
-def worker(kind: str, snapshot: Path, work: Path) -> dict:
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from workloads.models import resolve_model
+def _bench_config(kind: str, snapshot: Path, work: Path):
     from workloads.train.config import load_train_config
-    from workloads.train.data import open_snapshot, prepare_splits
 
-    cfg = load_train_config(
+    return load_train_config(
         overrides=[
             f"dataset={snapshot}",
             f"output_dir={work / kind}",
@@ -95,6 +89,56 @@ def worker(kind: str, snapshot: Path, work: Path) -> dict:
             "mlflow.log_model=false",
         ]
     )
+
+
+def _train_baseline(cfg, model_dir: Path, tokenizer, train_rows: list[dict], out: Path):
+    """Plain SFTTrainer with SFTConfig defaults and the same LoRA adapter (fp32)."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    args = SFTConfig(
+        output_dir=str(out),
+        use_cpu=True,
+        bf16=False,  # fp32
+        num_train_epochs=1,
+        save_strategy="no",
+        report_to="none",
+        seed=cfg.seed,
+    )
+    peft = LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=cfg.lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    trainer = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32),
+        args=args,
+        train_dataset=Dataset.from_list(train_rows),
+        processing_class=tokenizer,
+        peft_config=peft,
+    )
+    t0 = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    adapter = out / "adapter"
+    trainer.model.save_pretrained(adapter)
+    return seconds, adapter
+
+
+def worker(kind: str, snapshot: Path, work: Path) -> dict:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from workloads.models import resolve_model
+    from workloads.train.data import open_snapshot, prepare_splits
+
+    cfg = _bench_config(kind, snapshot, work)
     splits = prepare_splits(open_snapshot(str(snapshot)), max_eval_examples=None)
     model_dir = resolve_model(cfg.base_model)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -104,38 +148,7 @@ def worker(kind: str, snapshot: Path, work: Path) -> dict:
         result = run_training(cfg)
         seconds, adapter = result.train_seconds, result.adapter_dir
     else:
-        from datasets import Dataset
-        from peft import LoraConfig
-        from trl import SFTConfig, SFTTrainer
-
-        args = SFTConfig(
-            output_dir=str(work / kind),
-            use_cpu=True,
-            bf16=False,  # fp32
-            num_train_epochs=1,
-            save_strategy="no",
-            report_to="none",
-            seed=cfg.seed,
-        )
-        peft = LoraConfig(
-            r=cfg.lora.r,
-            lora_alpha=cfg.lora.alpha,
-            lora_dropout=cfg.lora.dropout,
-            target_modules=cfg.lora.target_modules,
-            task_type="CAUSAL_LM",
-        )
-        trainer = SFTTrainer(
-            model=AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32),
-            args=args,
-            train_dataset=Dataset.from_list(splits.train),
-            processing_class=tokenizer,
-            peft_config=peft,
-        )
-        t0 = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - t0
-        adapter = work / kind / "adapter"
-        trainer.model.save_pretrained(adapter)
+        seconds, adapter = _train_baseline(cfg, model_dir, tokenizer, splits.train, work / kind)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model = PeftModel.from_pretrained(base, adapter)
@@ -149,47 +162,32 @@ def worker(kind: str, snapshot: Path, work: Path) -> dict:
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--examples", type=int, default=64, help="train examples (one epoch)")
-    parser.add_argument("--dataset", default="cloudops", help="snapshot reference")
-    parser.add_argument("--worker", choices=["project", "baseline"], help=argparse.SUPPRESS)
-    parser.add_argument("--snapshot", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
-    opts = parser.parse_args()
-    if opts.worker:
-        print("RESULT " + json.dumps(worker(opts.worker, opts.snapshot, opts.work)), flush=True)
-        return 0
+def _run_worker(kind: str, snapshot: Path, work: Path) -> dict | None:
+    """One worker in its own subprocess (its own peak RSS); None when it failed."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--worker",
+            kind,
+            "--snapshot",
+            str(snapshot),
+            "--work",
+            str(work),
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TOKENIZERS_PARALLELISM="false"),
+    )
+    lines = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        sys.stderr.write(done.stderr[-4000:])
+        print(f"[bench-train] {kind} failed (exit {done.returncode})")
+        return None
+    return json.loads(lines[-1][len("RESULT ") :])
 
-    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
-        work = Path(tmp)
-        snapshot = _subset_snapshot(opts.dataset, opts.examples, work / "snapshot")
-        results = {}
-        for kind in ("baseline", "project"):
-            print(f"[bench-train] {kind}: training on {opts.examples} examples ...", flush=True)
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--worker",
-                    kind,
-                    "--snapshot",
-                    str(snapshot),
-                    "--work",
-                    str(work),
-                ],
-                capture_output=True,
-                text=True,
-                env=dict(os.environ, TOKENIZERS_PARALLELISM="false"),
-            )
-            lines = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
-            if done.returncode != 0 or not lines:
-                sys.stderr.write(done.stderr[-4000:])
-                print(f"[bench-train] {kind} failed (exit {done.returncode})")
-                return 1
-            results[kind] = json.loads(lines[-1][len("RESULT ") :])
 
-    base, proj = results["baseline"], results["project"]
+def _report(base: dict, proj: dict, examples: int) -> None:
     print()
     print(f"{'':<22}{'baseline (TRL defaults)':>26}{'project defaults':>20}{'ratio':>10}")
     rows = [
@@ -210,10 +208,34 @@ def main() -> int:
     for line in verdicts:
         print("  " + line)
     print(
-        f"bench-train: {opts.examples} examples, one epoch; project {proj['examples_per_s']:.2f} "
+        f"bench-train: {examples} examples, one epoch; project {proj['examples_per_s']:.2f} "
         f"ex/s vs baseline {base['examples_per_s']:.2f} ex/s "
         f"({proj['examples_per_s'] / base['examples_per_s']:.2f}x)"
     )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--examples", type=int, default=64, help="train examples (one epoch)")
+    parser.add_argument("--dataset", default="cloudops", help="snapshot reference")
+    parser.add_argument("--worker", choices=["project", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--snapshot", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    opts = parser.parse_args()
+    if opts.worker:
+        print("RESULT " + json.dumps(worker(opts.worker, opts.snapshot, opts.work)), flush=True)
+        return 0
+
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        work = Path(tmp)
+        snapshot = _subset_snapshot(opts.dataset, opts.examples, work / "snapshot")
+        results = {}
+        for kind in ("baseline", "project"):
+            print(f"[bench-train] {kind}: training on {opts.examples} examples ...", flush=True)
+            results[kind] = _run_worker(kind, snapshot, work)
+            if results[kind] is None:
+                return 1
+    _report(results["baseline"], results["project"], opts.examples)
     return 0
 
 

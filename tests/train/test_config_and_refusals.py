@@ -86,11 +86,66 @@ def test_cli_prints_one_error_line_and_exit_code():
     assert "Traceback" not in qlora.stderr
 
 
-def test_dry_run_without_on_cluster_is_refused():
+def _invoke(*args: str):
     from typer.testing import CliRunner
 
     from workloads.train.cli import app
 
-    result = CliRunner().invoke(app, ["--dry-run"])
+    return CliRunner().invoke(app, list(args))
+
+
+def test_dry_run_without_on_cluster_is_refused():
+    result = _invoke("--dry-run")
     assert isinstance(result.exception, UserError)
     assert "--on-cluster" in str(result.exception)
+
+
+def test_the_old_on_cluster_spelling_names_the_new_one():
+    result = _invoke("--on-cluster", "dev")
+    assert isinstance(result.exception, UserError)
+    assert "`tuneops train --on-cluster --env dev`" in str(result.exception)
+
+
+def test_on_cluster_needs_an_environment_and_a_known_one():
+    result = _invoke("--on-cluster", "--dry-run")
+    assert isinstance(result.exception, UserError) and "--env ENV" in str(result.exception)
+    result = _invoke("--env", "stagign", "--on-cluster", "--dry-run")
+    assert isinstance(result.exception, UserError)
+    assert "unknown environment 'stagign'" in str(result.exception)
+
+
+def test_config_from_env_stands_alone(monkeypatch):
+    monkeypatch.delenv("TUNEOPS_TEST_CONFIG", raising=False)
+    result = _invoke("--config-from-env", "TUNEOPS_TEST_CONFIG")
+    assert isinstance(result.exception, UserError) and "is not set" in str(result.exception)
+    result = _invoke("--config-from-env", "TUNEOPS_TEST_CONFIG", "--env", "dev")
+    assert isinstance(result.exception, UserError) and "drop --config and --env" in str(
+        result.exception
+    )
+
+
+def test_config_from_env_trains_with_the_serialised_config(monkeypatch):
+    """What a cluster job's process runs: the config comes from the variable, not a file."""
+    import torch
+
+    from workloads.train.config import to_yaml
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    carried = load_train_config(overrides=["method=qlora", "dataset=/no/such/snapshot"])
+    monkeypatch.setenv("TUNEOPS_TEST_CONFIG", to_yaml(carried))
+    result = _invoke("--config-from-env", "TUNEOPS_TEST_CONFIG", "--set", "lora.r=8")
+    assert isinstance(result.exception, MissingToolError)  # qlora, read from the variable
+    assert "method qlora needs" in str(result.exception)
+
+
+def test_precision_comes_from_the_model_package_and_says_why():
+    import torch
+
+    from workloads.models.precision import cpu_bf16
+    from workloads.train.preflight import train_precision
+
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU's choice")
+    chosen = train_precision(load_train_config())
+    use_bf16, why = cpu_bf16()
+    assert chosen.short == ("bf16" if use_bf16 else "fp32") and chosen.reason == why

@@ -8,22 +8,22 @@ import itertools
 import pytest
 from train_helpers import config_for
 
+from workloads.train.build import build_trainer
+from workloads.train.callbacks import Counters
 from workloads.train.data import open_snapshot, prepare_splits
-from workloads.train.trainer import build_trainer
 
 
 def _trainer(tiny_model_dir, snapshot_dir, tmp_path, *extra):
     cfg = config_for(tiny_model_dir, snapshot_dir, tmp_path / "run", *extra)
     splits = prepare_splits(open_snapshot(str(snapshot_dir)), max_eval_examples=4)
-    counter = {"examples": 0, "tokens": 0, "t0": 0.0, "history": [], "eval_history": []}
     trainer = build_trainer(
         cfg,
         tiny_model_dir,
         splits.train[:6],
         splits.validation,
-        checkpoints_dir=tmp_path / "ckpt",
-        counter=counter,
         precision="fp32",
+        checkpoints_dir=tmp_path / "ckpt",
+        counters=Counters(),
     )
     return trainer, splits.train[:6]
 
@@ -127,3 +127,19 @@ def test_packed_logits_match_unpacked_without_a_kv_cache(
         )
     diff = (packed_out.logits[0, n0 : n0 + n1] - alone.logits[0]).abs().max()
     assert float(diff) < 1e-3
+
+
+def test_the_trainer_counts_every_packed_example_and_token(
+    tiny_model_dir, snapshot_dir, tmp_path, monkeypatch
+):
+    from trl import SFTTrainer
+
+    from workloads.train.sft_trainer import CountingSFTTrainer
+
+    trainer, _ = _trainer(tiny_model_dir, snapshot_dir, tmp_path)
+    assert isinstance(trainer, CountingSFTTrainer) and trainer.selected_logits  # CPU: auto
+    monkeypatch.setattr(SFTTrainer, "training_step", lambda self, model, inputs, *a, **k: 0.0)
+    row = trainer.train_dataset[0]
+    trainer.training_step(trainer.model, trainer.data_collator([row]))
+    assert trainer.counters.examples == len(row["seq_lengths"])
+    assert trainer.counters.tokens == len(row["input_ids"])

@@ -7,8 +7,11 @@ command carries no rendezvous flags. The pods run as the trainer's service accou
 them S3 access), tolerate the GPU taint, select the GPU nodes, read the dataset snapshot from S3
 and copy checkpoints and outputs back to S3.
 
-``run_on_cluster`` is what ``tuneops train --on-cluster ENV`` calls. Each pod first stages the
-dataset snapshot from S3 (``workloads.deploy.stage``), then execs torchrun.
+``run_on_cluster`` is what ``tuneops train --on-cluster --env ENV`` calls, with the config it
+validated (overlay and ``--set`` overrides applied). The job carries that config, serialised
+from the object, in the variable ``TUNEOPS_TRAIN_CONFIG``; every process reads it back with
+``tuneops train --config-from-env``. Each pod first stages the dataset snapshot from S3
+(``workloads.deploy.stage``), then execs torchrun.
 """
 
 from __future__ import annotations
@@ -18,117 +21,74 @@ import json
 import os
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tuneops.core.config import validate
 from tuneops.core.errors import MissingToolError, UserError
-from tuneops.core.paths import REPO_ROOT
 from workloads.deploy.config import DeployConfig, load_deploy_config
 from workloads.deploy.validate import validate_trainjob
+from workloads.train.config import TrainConfig, to_yaml
 
 GROUP = "trainer.kubeflow.org"
 VERSION = "v1alpha1"
 PLURAL = "trainjobs"
 PATCH_MANAGER = "tuneops.io/deploy"
 WORKDIR_OUTPUT = "/workspace/output"
+# The job's whole training config (YAML), which `tuneops train --config-from-env` reads.
+TRAIN_CONFIG_VAR = "TUNEOPS_TRAIN_CONFIG"
 
 
-def _config_arg(config_path: Path) -> str:
-    """The train config as a path inside the image (the repository layout is kept there)."""
-    path = Path(config_path)
-    if path.is_absolute():
-        try:
-            return str(path.resolve().relative_to(REPO_ROOT))
-        except ValueError as exc:
-            raise UserError(
-                f"{path} is outside the repository, so the training image does not have it; "
-                "put the config under configs/train/"
-            ) from exc
-    return str(path)
-
-
-def job_name(cfg: DeployConfig, config_path: Path, overrides: list[str], unique: bool) -> str:
+def job_name(cfg: DeployConfig, train: TrainConfig, unique: bool) -> str:
     """``tuneops-train-<hash>``; the hash covers the inputs, plus a random part when submitting."""
     digest = hashlib.sha256(
-        json.dumps([cfg.env, str(config_path), overrides], sort_keys=True).encode()
+        json.dumps([cfg.env, train.model_dump(mode="json")], sort_keys=True).encode()
     ).hexdigest()[:8]
     suffix = f"-{uuid.uuid4().hex[:5]}" if unique else ""
     return f"tuneops-train-{digest}{suffix}"
 
 
-def dataset_ref(config_path: Path, env: str, overrides: list[str]) -> str:
-    """The dataset the run trains on: the last ``dataset=`` override, else the config's."""
-    for item in reversed(overrides):
-        key, _, value = item.partition("=")
-        if key.strip() == "dataset" and value.strip():
-            return value.strip()
-    from tuneops.core.config import deep_merge, overlay_path, read_yaml
-
-    path = Path(config_path) if Path(config_path).is_absolute() else REPO_ROOT / config_path
-    data = read_yaml(path)
-    extra = overlay_path(path, env)
-    if extra is not None:
-        data = deep_merge(data, read_yaml(extra))
-    value = data.get("dataset")
-    if not isinstance(value, str) or not value:
-        raise UserError(f"{path}: no dataset set; pass --dataset <name>[/<id>]")
-    return value
+def output_uri(cfg: DeployConfig, name: str) -> str:
+    """Where the job copies its checkpoints and outputs: ``<training.output_uri>/<name>``."""
+    return f"{cfg.training.output_uri.rstrip('/')}/{name}"
 
 
-def train_command(
-    cfg: DeployConfig, config_path: Path, overrides: list[str], name: str
-) -> list[str]:
-    """Stage the snapshot from S3, then `tuneops train` under torchrun with the same config."""
-    training = cfg.training
-    config_arg = _config_arg(config_path)
-    output = f"{training.output_uri.rstrip('/')}/{name}"
-    sets = [item for item in overrides if item.partition("=")[0].strip() != "dataset"]
-    command = [
+def job_config(cfg: DeployConfig, train: TrainConfig, name: str) -> TrainConfig:
+    """The config the job trains with: ``train`` with the job's run name, the pod's output
+    folder, and the checkpoints copied under the job's S3 outputs."""
+    data = train.model_dump(mode="json")
+    data["run_name"] = name
+    data["output_dir"] = WORKDIR_OUTPUT
+    data["checkpoint"]["uri"] = f"{output_uri(cfg, name)}/checkpoints"
+    return validate(TrainConfig, data, f"the config of TrainJob {name}")
+
+
+def train_command(cfg: DeployConfig, dataset: str) -> list[str]:
+    """Stage the snapshot from S3, then `tuneops train` under torchrun with the job's config.
+
+    The stage step adds ``--set dataset=<name>/<id>`` (the staged copy) to the train command.
+    """
+    return [
         "python",
         "-m",
         "workloads.deploy.stage",
         "--from",
-        training.data_uri,
+        cfg.training.data_uri,
         "--dataset",
-        dataset_ref(config_path, cfg.env, overrides),
+        dataset,
         "--",
         "torchrun",
         "--no-python",
         "tuneops",
         "train",
-        "--env",
-        cfg.env,
-        "--config",
-        config_arg,
-        "--set",
-        f"output_dir={WORKDIR_OUTPUT}",
-        "--set",
-        f"checkpoint.uri={output}/checkpoints",
-        "--set",
-        f"run_name={name}",
+        "--config-from-env",
+        TRAIN_CONFIG_VAR,
     ]
-    for item in sets:
-        command += ["--set", item]
-    return command
 
 
-def build_trainjob(
-    cfg: DeployConfig,
-    config_path: Path,
-    overrides: list[str] | None = None,
-    *,
-    name: str | None = None,
-) -> dict[str, Any]:
-    """The TrainJob manifest (validated against Kubeflow Trainer's API models)."""
-    overrides = list(overrides or [])
-    for item in overrides:
-        if "=" not in item:
-            raise UserError(f"override {item!r} must look like key.sub=value")
+def _resources(cfg: DeployConfig) -> dict[str, Any]:
     training = cfg.training
-    name = name or job_name(cfg, config_path, overrides, unique=False)
-    output = f"{training.output_uri.rstrip('/')}/{name}"
     gpus = training.gpus_per_node
     limits = dict(training.resources_per_node.limits)
     requests = dict(training.resources_per_node.requests)
@@ -140,13 +100,14 @@ def build_trainjob(
         resources["limits"] = limits
     if requests:
         resources["requests"] = requests
-    env = {
-        "TUNEOPS_OUTPUT_URI": output,
-        "TUNEOPS_ENV": cfg.env,
-        **training.env,
-    }
+    return resources
+
+
+def _pod_spec(cfg: DeployConfig) -> dict[str, Any]:
+    """Service account; on GPU nodes the GPU taint's toleration and the node selector."""
+    training = cfg.training
     pod_spec: dict[str, Any] = {"serviceAccountName": training.service_account}
-    if gpus:
+    if training.gpus_per_node:
         tol = cfg.gpu.toleration
         toleration = {"key": tol.key, "operator": tol.operator, "effect": tol.effect}
         if tol.value is not None and tol.operator == "Equal":
@@ -159,36 +120,54 @@ def build_trainjob(
             pod_spec["nodeSelector"] = dict(selector)
     elif training.node_selector:
         pod_spec["nodeSelector"] = dict(training.node_selector)
+    return pod_spec
 
+
+def _trainer(cfg: DeployConfig, job_cfg: TrainConfig, name: str) -> dict[str, Any]:
+    """The TrainJob's ``trainer``: image, command, N nodes x M processes, env, resources."""
+    training = cfg.training
+    env = {
+        "TUNEOPS_OUTPUT_URI": output_uri(cfg, name),
+        "TUNEOPS_ENV": cfg.env,
+        **training.env,
+        TRAIN_CONFIG_VAR: to_yaml(job_cfg),
+    }
     trainer: dict[str, Any] = {
         "image": cfg.training_image(),
-        "command": train_command(cfg, config_path, overrides, name),
+        "command": train_command(cfg, job_cfg.dataset),
         "numNodes": training.num_nodes,
-        "numProcPerNode": max(gpus, 1),
+        "numProcPerNode": max(training.gpus_per_node, 1),
         "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
     }
+    resources = _resources(cfg)
     if resources:
         trainer["resourcesPerNode"] = resources
+    return trainer
+
+
+def _runtime_patch(cfg: DeployConfig) -> dict[str, Any]:
+    """The pod spec, patched into the runtime's trainer job."""
+    job = {
+        "name": cfg.training.trainer_job,
+        "template": {"spec": {"template": {"spec": _pod_spec(cfg)}}},
+    }
+    return {
+        "manager": PATCH_MANAGER,
+        "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [job]}}},
+    }
+
+
+def build_trainjob(
+    cfg: DeployConfig, train: TrainConfig, *, name: str | None = None
+) -> dict[str, Any]:
+    """The TrainJob manifest for the validated ``train`` config (validated against Kubeflow
+    Trainer's API models). The job carries the whole config; the pods read it back."""
+    training = cfg.training
+    name = name or job_name(cfg, train, unique=False)
     spec: dict[str, Any] = {
         "runtimeRef": {"apiGroup": GROUP, "kind": training.runtime_kind, "name": training.runtime},
-        "trainer": trainer,
-        "runtimePatches": [
-            {
-                "manager": PATCH_MANAGER,
-                "trainingRuntimeSpec": {
-                    "template": {
-                        "spec": {
-                            "replicatedJobs": [
-                                {
-                                    "name": training.trainer_job,
-                                    "template": {"spec": {"template": {"spec": pod_spec}}},
-                                }
-                            ]
-                        }
-                    }
-                },
-            }
-        ],
+        "trainer": _trainer(cfg, job_config(cfg, train, name), name),
+        "runtimePatches": [_runtime_patch(cfg)],
     }
     if training.active_deadline_seconds:
         spec["activeDeadlineSeconds"] = training.active_deadline_seconds
@@ -282,15 +261,16 @@ def follow(manifest: dict[str, Any], *, timeout_s: int, poll_s: float) -> str:
     return "Running"
 
 
-def run_on_cluster(env: str, config_path: Path, overrides: list[str], dry_run: bool) -> None:
-    """Build the TrainJob for ``env``; print it (dry run) or submit it and follow its status."""
+def run_on_cluster(train: TrainConfig, env: str, *, dry_run: bool) -> None:
+    """Build the TrainJob of the validated ``train`` config for ``env``; print it (dry run) or
+    submit it and follow its status."""
     cfg = load_deploy_config(env)
-    manifest = build_trainjob(cfg, Path(config_path), overrides)
     if dry_run:
+        manifest = build_trainjob(cfg, train)
         print(yaml.safe_dump(manifest, sort_keys=True, default_flow_style=False, width=100), end="")
         return
-    name = job_name(cfg, Path(config_path), list(overrides), unique=True)
-    manifest = build_trainjob(cfg, Path(config_path), overrides, name=name)
+    name = job_name(cfg, train, unique=True)
+    manifest = build_trainjob(cfg, train, name=name)
     submit(manifest)
     ns = manifest["metadata"]["namespace"]
     print(f"submitted TrainJob {name} to namespace {ns} ({env})")
@@ -304,5 +284,4 @@ def run_on_cluster(env: str, config_path: Path, overrides: list[str], dry_run: b
     if final == "Running":
         print(f"TrainJob {name} still running; follow it with `kubectl get trainjob -n {ns} -w`")
         return
-    outputs = f"{cfg.training.output_uri.rstrip('/')}/{name}"
-    print(f"TrainJob {name} complete; outputs under {outputs}")
+    print(f"TrainJob {name} complete; outputs under {output_uri(cfg, name)}")

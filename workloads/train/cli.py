@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -13,6 +14,7 @@ app = typer.Typer(no_args_is_help=True)
 
 @app.command()
 def train(
+    legacy_env: str = typer.Argument(None, hidden=True),
     config: Path = typer.Option(
         None, "--config", "-c", help="Training config YAML (default: configs/train/default.yaml)."
     ),
@@ -29,40 +31,74 @@ def train(
         None, "--output", "-o", help="Run directory (default: .cache/runs/<run_name>)."
     ),
     env: str = typer.Option(
-        None, "--env", help="Apply the config overlay <config>.<env>.yaml (local runs)."
+        None,
+        "--env",
+        help="Environment: the overlay <config>.<env>.yaml; with --on-cluster, its cluster.",
     ),
-    on_cluster: str = typer.Option(
-        None, "--on-cluster", metavar="ENV", help="Submit as a training job in cluster ENV."
+    on_cluster: bool = typer.Option(
+        False, "--on-cluster", help="Submit the run as a training job to the --env cluster."
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="With --on-cluster: render and validate the job, submit nothing."
     ),
+    config_from_env: str = typer.Option(
+        None,
+        "--config-from-env",
+        metavar="VAR",
+        help="Read the resolved config (YAML) from environment variable VAR (the cluster job).",
+    ),
 ) -> None:
     """Fine-tune a base model on a dataset snapshot (LoRA, DoRA or QLoRA)."""
     from tuneops.core.config import option_overrides
-    from workloads.train.config import DEFAULT_CONFIG, load_train_config
+    from tuneops.core.environments import refuse_positional_env
 
-    config_path = config or DEFAULT_CONFIG
+    refuse_positional_env(legacy_env, "train --on-cluster" if on_cluster else "train")
     sets = option_overrides(overrides, {"dataset": dataset or None})
     if on_cluster:
-        if resume or output:
-            raise UserError("--resume and --output apply to local runs, not --on-cluster")
-        # Validate here so a bad config fails before anything is rendered or submitted.
-        load_train_config(config_path, env=on_cluster, overrides=sets)
-        try:
-            from workloads.deploy.trainjob import run_on_cluster
-        except ImportError as exc:
-            raise UserError(
-                "--on-cluster needs workloads.deploy.trainjob, which this checkout lacks"
-            ) from exc
-        run_on_cluster(on_cluster, Path(config_path), sets, dry_run)
+        _submit(config, env, sets, resume=resume, output=output, dry_run=dry_run)
         return
     if dry_run:
-        raise UserError("--dry-run goes with --on-cluster ENV")
+        raise UserError("--dry-run goes with --on-cluster --env ENV")
 
     from workloads.train.trainer import run_training, summary_line
 
-    cfg = load_train_config(config_path, env=env, overrides=sets)
-    result = run_training(cfg, resume=resume, output=output, config_source=str(config_path))
+    cfg, source = _load(config, env, sets, config_from_env)
+    result = run_training(cfg, resume=resume, output=output, config_source=source)
     if result.is_main:
         typer.echo(summary_line(result))
+
+
+def _load(config: Path | None, env: str | None, sets: list[str], variable: str | None):
+    """The validated config and where it came from (a file, or the job's variable)."""
+    from workloads.train.config import DEFAULT_CONFIG, load_train_config, train_config_from_text
+
+    if variable is None:
+        path = config or DEFAULT_CONFIG
+        return load_train_config(path, env=env, overrides=sets), str(path)
+    if config is not None or env is not None:
+        raise UserError("--config-from-env holds the resolved config; drop --config and --env")
+    text = os.environ.get(variable)
+    if not text:
+        raise UserError(f"--config-from-env {variable}: that environment variable is not set")
+    return train_config_from_text(text, source=f"${variable}", overrides=sets), f"${variable}"
+
+
+def _submit(
+    config: Path | None,
+    env: str | None,
+    sets: list[str],
+    *,
+    resume: bool,
+    output: Path | None,
+    dry_run: bool,
+) -> None:
+    """Validate the config with the environment's overlay, then hand it to the cluster."""
+    from workloads.deploy.trainjob import run_on_cluster
+    from workloads.train.config import DEFAULT_CONFIG, load_train_config
+
+    if not env:
+        raise UserError("--on-cluster needs --env ENV: the environment whose cluster runs the job")
+    if resume or output:
+        raise UserError("--resume and --output apply to local runs, not --on-cluster")
+    cfg = load_train_config(config or DEFAULT_CONFIG, env=env, overrides=sets)
+    run_on_cluster(cfg, env, dry_run=dry_run)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import yaml
 from pydantic import Field, field_validator, model_validator
 
-from tuneops.core.config import StrictModel, load_config
+from tuneops.core.config import StrictModel, apply_overrides, load_config, validate
+from tuneops.core.errors import UserError
 from tuneops.core.paths import CONFIG_DIR
+from workloads.train.trl_args import PROJECT_DEFAULTS, check_trl_section
 
 DEFAULT_CONFIG = CONFIG_DIR / "train" / "default.yaml"
 
@@ -98,6 +101,13 @@ class TrainConfig(StrictModel):
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     merge: bool = True
+    # TRL SFTConfig arguments, checked by SFTConfig itself (workloads/train/trl_args.py).
+    trl: dict[str, Any] = Field(default_factory=lambda: dict(PROJECT_DEFAULTS))
+
+    @field_validator("trl")
+    @classmethod
+    def _trl(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_trl_section(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
@@ -114,3 +124,21 @@ def load_train_config(
 ) -> TrainConfig:
     """Read the training config: file, ``env`` overlay, then ``key.sub=value`` overrides."""
     return load_config(TrainConfig, path or DEFAULT_CONFIG, env=env, overrides=overrides)
+
+
+def train_config_from_text(
+    text: str, *, source: str, overrides: list[str] | None = None
+) -> TrainConfig:
+    """A config serialised with ``to_yaml`` (the cluster job's), then ``overrides``."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UserError(f"{source}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: the top level must be a mapping")
+    return validate(TrainConfig, apply_overrides(data, overrides), source)
+
+
+def to_yaml(cfg: TrainConfig) -> str:
+    """The whole config as YAML; ``train_config_from_text`` reads it back to an equal one."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,123 @@
+"""Model, tokenizer, PEFT adapter config and ``SFTConfig``, put together into the trainer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from tuneops.core.errors import UserError
+from workloads.train.config import TrainConfig
+from workloads.train.trl_args import SFTRuntime, build_sft_config
+
+
+def load_tokenizer(model_dir: Path, assistant_only: bool):
+    """The tokenizer with the training chat template (assistant-only loss) and a pad token;
+    returns it with the model's own template, which the saved tokenizer gets back."""
+    from transformers import AutoTokenizer
+
+    from workloads.train.chat_template import training_chat_template
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    original_template = tokenizer.chat_template
+    if assistant_only:
+        patched = training_chat_template(tokenizer)
+        if patched:
+            tokenizer.chat_template = patched
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, original_template
+
+
+def load_base(cfg: TrainConfig, model_dir: Path, precision: str, cuda: bool):
+    """The base model: 4-bit NF4 for QLoRA, bf16/fp16 weights on a GPU, fp32 weights on CPU."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"attn_implementation": cfg.attn_implementation}
+    if cfg.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        compute = torch.bfloat16 if precision == "bf16" else torch.float16
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute,
+        )
+        kwargs["dtype"] = compute
+    elif cuda and precision in ("bf16", "fp16"):
+        kwargs["dtype"] = torch.bfloat16 if precision == "bf16" else torch.float16
+    else:
+        # On CPU the weights stay fp32; bf16 runs as autocast, which keeps LoRA updates exact.
+        kwargs["dtype"] = torch.float32
+    return AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
+
+
+def peft_config(cfg: TrainConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=cfg.lora.target_modules,
+        use_dora=cfg.method == "dora",
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def uses_selected_logits(cfg: TrainConfig, cuda: bool) -> bool:
+    """``lm_head_loss``: ``auto`` is TRL's fused loss on a GPU, the selected-logits one on CPU."""
+    return cfg.lm_head_loss == "selected_logits" or (cfg.lm_head_loss == "auto" and not cuda)
+
+
+def build_trainer(
+    cfg: TrainConfig,
+    model_dir: Path,
+    train_rows: list[dict],
+    eval_rows: list[dict],
+    *,
+    precision: str,
+    checkpoints_dir: Path,
+    counters,
+    tracker: Any = None,
+    checkpoint_uri: str | None = None,
+):
+    """The ``CountingSFTTrainer`` for ``cfg``, ready to ``train()``; ``precision`` is bf16,
+    fp16 or fp32 (``workloads.train.preflight.train_precision``)."""
+    import torch
+    from datasets import Dataset
+
+    from workloads.train.callbacks import make_callbacks
+    from workloads.train.sft_trainer import CountingSFTTrainer
+
+    cuda = torch.cuda.is_available()
+    assistant_only = cfg.data.loss_on == "assistant" and "messages" in train_rows[0]
+    tokenizer, original_template = load_tokenizer(model_dir, assistant_only)
+    runtime = SFTRuntime(
+        precision=precision,
+        cuda=cuda,
+        world=int(os.environ.get("WORLD_SIZE", "1")),
+        checkpoints_dir=checkpoints_dir,
+        has_eval=bool(eval_rows),
+        assistant_only=assistant_only,
+    )
+    args = build_sft_config(cfg, runtime)
+    model = load_base(cfg, model_dir, precision, cuda)
+    try:
+        return CountingSFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_list(train_rows),
+            eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+            processing_class=tokenizer,
+            peft_config=peft_config(cfg),
+            callbacks=make_callbacks(counters, tracker, checkpoint_uri),
+            counters=counters,
+            selected_logits=uses_selected_logits(cfg, cuda),
+            original_chat_template=original_template,
+        )
+    except ValueError as exc:
+        raise UserError(f"cannot prepare training: {exc}") from exc

@@ -1,0 +1,105 @@
+"""Trainer callbacks: throughput counters, per-step MLflow metrics, checkpoint markers, progress.
+
+Imports ``transformers`` at the top: import this module only where training happens.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+from transformers import TrainerCallback
+
+from workloads.train import checkpoints
+
+
+@dataclass
+class Counters:
+    """What one process has trained so far, for throughput and the loss curve."""
+
+    examples: int = 0
+    tokens: int = 0
+    t0: float = field(default_factory=time.perf_counter)
+    last_loss: float | None = None
+    history: list[tuple[int, float]] = field(default_factory=list)
+    eval_history: list[tuple[int, float]] = field(default_factory=list)
+
+    def restart_clock(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return max(time.perf_counter() - self.t0, 1e-9)
+
+
+class Progress(TrainerCallback):
+    """One bar for the whole run: loss, tokens/s and examples/s; rank 0 only."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is not None and logs and "loss" in logs:
+            self.bar.set_postfix(
+                loss=f"{logs['loss']:.3f}",
+                tok_s=f"{logs.get('tokens_per_s', 0):.0f}",
+                ex_s=f"{logs.get('examples_per_s', 0):.2f}",
+            )
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Metrics(TrainerCallback):
+    """Throughput into the logs; every log line to MLflow; markers on finished saves."""
+
+    def __init__(self, counters: Counters, tracker: Any = None, checkpoint_uri: str | None = None):
+        self.counters = counters
+        self.tracker = tracker
+        self.checkpoint_uri = checkpoint_uri
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is None:
+            return
+        counters = self.counters
+        elapsed = counters.elapsed()
+        world = max(args.world_size, 1)
+        if "loss" in logs:
+            logs["tokens_per_s"] = counters.tokens * world / elapsed
+            logs["examples_per_s"] = counters.examples * world / elapsed
+            counters.last_loss = float(logs["loss"])
+            counters.history.append((state.global_step, float(logs["loss"])))
+        if "eval_loss" in logs:
+            counters.eval_history.append((state.global_step, float(logs["eval_loss"])))
+        if state.is_world_process_zero and self.tracker is not None:
+            self.tracker.log_metrics(logs, step=state.global_step)
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        if state.global_step == 0:  # eval_on_start: throughput counts from here
+            self.counters.restart_clock()
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if path.is_dir():
+            checkpoints.mark_complete(path, state.global_step)
+            if self.checkpoint_uri:
+                checkpoints.upload(path, self.checkpoint_uri)
+
+
+def make_callbacks(
+    counters: Counters, tracker: Any = None, checkpoint_uri: str | None = None
+) -> list[TrainerCallback]:
+    return [Metrics(counters, tracker, checkpoint_uri), Progress()]
