@@ -8,10 +8,11 @@ are built in one ``App`` and synthesized together. The output is plain Terraform
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.config import Environment, environment_names, load_environment, load_settings
+from infra.config import Environment, InfraSettings
 
 
 @dataclass
@@ -19,9 +20,6 @@ class SynthResult:
     outdir: Path
     stacks: dict[str, list[str]]  # env -> stack names in order
     seconds: float
-
-    def stack_dir(self, stack_name: str) -> Path:
-        return self.outdir / "stacks" / stack_name
 
 
 def stack_classes():
@@ -38,11 +36,10 @@ def stack_classes():
     }
 
 
-def build_app(envs: list[Environment], outdir: Path, order: list[str] | None = None):
-    """An ``App`` holding every stack of ``envs`` (not yet synthesized)."""
+def build_app(envs: Sequence[Environment], outdir: Path, order: Sequence[str]):
+    """An ``App`` holding every stack of ``envs`` in ``order`` (not yet synthesized)."""
     from cdktf import App
 
-    order = order or load_settings().stack_order
     classes = stack_classes()
     app = App(outdir=str(outdir), skip_validation=False)
     built: dict[str, dict[str, object]] = {}
@@ -52,16 +49,10 @@ def build_app(envs: list[Environment], outdir: Path, order: list[str] | None = N
 
 
 def synth(
-    env_names: list[str] | None = None,
-    outdir: Path | None = None,
-    overrides: dict[str, list[str] | None] | None = None,
+    envs: Sequence[Environment], settings: InfraSettings, outdir: Path | None = None
 ) -> SynthResult:
-    """Synthesize ``env_names`` (all environments when empty) into ``outdir``."""
-    settings = load_settings()
+    """Synthesize the stacks of ``envs`` into ``outdir`` (default: the configured one)."""
     outdir = outdir or settings.outdir_path
-    overrides = overrides or {}
-    names = env_names or environment_names()
-    envs = [load_environment(name, overrides.get(name)) for name in names]
     started = time.perf_counter()
     app, _ = build_app(envs, outdir, settings.stack_order)
     app.synth()

@@ -48,12 +48,22 @@ def clients(env: Environment):
 
 
 def bootstrap_state_bucket(env: Environment) -> BootstrapResult:
-    from botocore.exceptions import ClientError, EndpointConnectionError
-
+    """Create (or bring back to its settings) the state bucket of ``env`` and its KMS key."""
     s3, kms = clients(env)
-    bucket = env.state.bucket
-    alias = f"alias/{env.state.bucket}"
     actions: list[str] = []
+    key_arn = _state_key(kms, env, actions)
+    created = _ensure_bucket(s3, env, actions)
+    _secure_bucket(s3, env, key_arn)
+    return BootstrapResult(
+        bucket=env.state.bucket, created=created, kms_key_arn=key_arn, actions=actions
+    )
+
+
+def _state_key(kms, env: Environment, actions: list[str]) -> str:
+    """The ARN of the state's KMS key (``alias/<bucket>``), created with rotation if missing."""
+    from botocore.exceptions import EndpointConnectionError
+
+    alias = f"alias/{env.state.bucket}"
     try:
         aliases = kms.list_aliases()["Aliases"]
     except EndpointConnectionError as exc:
@@ -72,9 +82,14 @@ def bootstrap_state_bucket(env: Environment) -> BootstrapResult:
         kms.enable_key_rotation(KeyId=key_id)
         kms.create_alias(AliasName=alias, TargetKeyId=key_id)
         actions.append(f"created KMS key {alias}")
-    key_arn = kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
+    return kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
 
-    created = False
+
+def _ensure_bucket(s3, env: Environment, actions: list[str]) -> bool:
+    """Create the state bucket unless it exists; whether it was created."""
+    from botocore.exceptions import ClientError
+
+    bucket = env.state.bucket
     try:
         s3.head_bucket(Bucket=bucket)
     except ClientError as exc:
@@ -85,9 +100,14 @@ def bootstrap_state_bucket(env: Environment) -> BootstrapResult:
         if env.region != "us-east-1":
             params["CreateBucketConfiguration"] = {"LocationConstraint": env.region}
         s3.create_bucket(**params)
-        created = True
         actions.append(f"created bucket {bucket}")
+        return True
+    return False
 
+
+def _secure_bucket(s3, env: Environment, key_arn: str) -> None:
+    """Versioning, SSE-KMS with ``key_arn``, no public access, TLS only, the environment's tags."""
+    bucket = env.state.bucket
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     s3.put_bucket_encryption(
         Bucket=bucket,
@@ -117,7 +137,6 @@ def bootstrap_state_bucket(env: Environment) -> BootstrapResult:
     s3.put_bucket_tagging(
         Bucket=bucket, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in env.tags.items()]}
     )
-    return BootstrapResult(bucket=bucket, created=created, kms_key_arn=key_arn, actions=actions)
 
 
 def _tls_only(s3, bucket: str) -> None:

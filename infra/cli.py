@@ -1,4 +1,4 @@
-"""Commands of this area; wired into the `tuneops` CLI by tuneops/cli.py.
+"""Commands of this area; wired into the `tuneops` CLI by `tuneops.cli`.
 
 Three groups: ``tuneops infra ...`` (cdktf + Terraform + policy gate), ``tuneops local ...``
 (the local platform's services) and ``tuneops platform ...`` (Helm releases on a live cluster).
@@ -27,10 +27,18 @@ SET_OPT = typer.Option(
 OUTDIR_OPT = typer.Option(None, "--outdir", help="cdktf output folder (default from config)")
 
 
+def _load(env: str, overrides: list[str] | None = None):
+    """The settings and the environment of one command, each loaded once, overrides applied."""
+    from infra.config import load_environment, load_settings
+
+    return load_settings(), load_environment(env, overrides)
+
+
 def _runner(env: str, overrides: list[str] | None, outdir: Path | None):
     from infra.ops import Runner
 
-    return Runner(env, overrides=overrides, outdir=outdir)
+    settings, environment = _load(env, overrides)
+    return Runner(environment, settings, outdir=outdir)
 
 
 # ----------------------------------------------------------------------------- infra
@@ -44,16 +52,19 @@ def synth_cmd(
 ) -> None:
     """Synthesize the stacks of one environment, or of all of them in one process."""
     from infra.app import synth
-    from infra.config import environment_names, load_environment
+    from infra.config import load_environment, load_settings
+    from tuneops.core.environments import environment_names
 
-    names = [env] if env else environment_names()
-    for name in names:
-        load_environment(name, overrides if env else None)  # fail fast on a bad config
-    with _status(f"synthesizing {', '.join(names)}"):
-        result = synth(names, outdir, overrides={env: overrides} if env else None)
+    settings = load_settings()
+    if env:
+        envs = [load_environment(env, overrides)]
+    else:
+        envs = [load_environment(name) for name in environment_names()]
+    with _status(f"synthesizing {', '.join(e.name for e in envs)}"):
+        result = synth(envs, settings, outdir)
     total = sum(len(s) for s in result.stacks.values())
     typer.echo(
-        f"synth: {total} stacks of {len(names)} environment(s) in {result.seconds:.1f} s "
+        f"synth: {total} stacks of {len(envs)} environment(s) in {result.seconds:.1f} s "
         f"-> {result.outdir}/stacks/"
     )
 
@@ -111,7 +122,7 @@ def check_manifests_cmd(
     paths: list[Path] = typer.Argument(..., help="manifest files or folders (e.g. gitops/dev)"),
 ) -> None:
     """Run the Kubernetes policy gate over rendered manifests."""
-    from infra.policy import check_manifests
+    from policies.gate import check_manifests
 
     with _status("checking manifests"):
         result = check_manifests(paths)
@@ -125,6 +136,14 @@ def check_manifests_cmd(
 # ----------------------------------------------------------------------------- local
 
 
+def _local_services(overrides: list[str] | None = None):
+    """The local environment (loaded once, with overrides) and its services in start order."""
+    from infra.local.registry import build_services
+
+    settings, env = _load("local", overrides)
+    return env, build_services(env, settings)
+
+
 @local_app.command("up")
 def local_up(
     overrides: list[str] | None = SET_OPT,
@@ -132,20 +151,16 @@ def local_up(
 ) -> None:
     """Start the local platform's services (idempotent) and create the local state bucket."""
     from infra.bootstrap import bootstrap_state_bucket
-    from infra.config import load_environment
     from infra.local.moto import MotoService
-    from infra.local.service import discover
 
-    env = load_environment("local", overrides)
-    services = discover()
-    for name, cls in services.items():
+    env, services = _local_services(overrides)
+    for name, service in services.items():
         if only and name not in only:
             continue
-        service = MotoService(endpoint=env.local_endpoint) if cls is MotoService else cls()
         with _status(f"starting {name}"):
             status = service.start()
         typer.echo(status.line())
-        if cls is MotoService:
+        if isinstance(service, MotoService):
             result = bootstrap_state_bucket(env)
             typer.echo(f"{'':<14} state bucket {result.bucket} ready")
     typer.echo(f"local: {len(services)} service(s) known, logs under {_local_root()}")
@@ -157,14 +172,11 @@ def local_down(
     reset: bool = typer.Option(False, help="also forget moto's recorded state"),
 ) -> None:
     """Stop the local platform's services (their data stays under .cache/local/)."""
-    from infra.config import load_environment
     from infra.local.moto import MotoService
-    from infra.local.service import discover
 
-    env = load_environment("local", overrides)
+    _, services = _local_services(overrides)
     stopped = 0
-    for _name, cls in reversed(list(discover().items())):
-        service = MotoService(endpoint=env.local_endpoint) if cls is MotoService else cls()
+    for service in reversed(list(services.values())):
         stopped += bool(service.stop())
         if reset and isinstance(service, MotoService):
             service.reset()
@@ -174,15 +186,9 @@ def local_down(
 @local_app.command("status")
 def local_status(overrides: list[str] | None = SET_OPT) -> None:
     """Show what the local platform runs, where, and its health."""
-    from infra.config import load_environment
-    from infra.local.moto import MotoService
-    from infra.local.service import discover
-
-    env = load_environment("local", overrides)
+    _, services = _local_services(overrides)
     healthy = 0
-    services = discover()
-    for cls in services.values():
-        service = MotoService(endpoint=env.local_endpoint) if cls is MotoService else cls()
+    for service in services.values():
         status = service.status()
         healthy += status.healthy
         typer.echo(status.line())
@@ -192,12 +198,10 @@ def local_status(overrides: list[str] | None = SET_OPT) -> None:
 @local_app.command("logs")
 def local_logs(name: str, lines: int = typer.Option(50, "--lines", "-n")) -> None:
     """Print the end of a service's log."""
-    from infra.local.service import discover
-
-    services = discover()
+    _, services = _local_services()
     if name not in services:
         raise UserError(f"unknown service {name!r}; known: {', '.join(services)}")
-    typer.echo(services[name]().logs(lines))
+    typer.echo(services[name].logs(lines))
 
 
 def _local_root() -> Path:
@@ -208,45 +212,67 @@ def _local_root() -> Path:
 
 # ----------------------------------------------------------------------------- platform
 
+PLATFORM_ENV_OPT = typer.Option(
+    None, "--env", "-e", help="environment (configs/infra/environments/); required"
+)
+CONTEXT_OPT = typer.Option(None, help="kubeconfig context (default: current)")
+OLD_ENV_ARG = typer.Argument(None, hidden=True)
+
+
+def _platform_env(env: str | None, positional: str | None, command: str):
+    """The environment of a `tuneops platform` command; the old positional spelling is refused."""
+    from infra.config import load_environment
+    from tuneops.core.environments import refuse_positional_env
+
+    refuse_positional_env(positional, command)
+    if env is None:
+        raise UserError(f"name the environment: `tuneops {command} --env ENV`")
+    return load_environment(env)
+
 
 @platform_app.command("status")
 def platform_status(
-    env: str = typer.Argument(..., help="environment"),
-    context: str | None = typer.Option(None, help="kubeconfig context (default: current)"),
+    positional: str | None = OLD_ENV_ARG,
+    env: str | None = PLATFORM_ENV_OPT,
+    context: str | None = CONTEXT_OPT,
 ) -> None:
     """Deployed revision, status and chart version of every catalog release."""
     from infra.helm import status
 
-    for line in status(env, context):
+    for line in status(_platform_env(env, positional, "platform status"), context):
         typer.echo(line)
 
 
 @platform_app.command("diff")
 def platform_diff(
-    env: str = typer.Argument(..., help="environment"),
-    context: str | None = typer.Option(None, help="kubeconfig context (default: current)"),
+    positional: str | None = OLD_ENV_ARG,
+    env: str | None = PLATFORM_ENV_OPT,
+    context: str | None = CONTEXT_OPT,
 ) -> None:
     """Compare deployed chart versions and values with the catalog; non-zero when they differ."""
     from infra.helm import diff
 
-    lines, differs = diff(env, context)
+    environment = _platform_env(env, positional, "platform diff")
+    lines, differs = diff(environment, context)
     for line in lines:
         typer.echo(line)
     if differs:
-        raise UserError(f"{differs} release(s) of {env} differ from the catalog")
+        raise UserError(f"{differs} release(s) of {environment.name} differ from the catalog")
 
 
 @platform_app.command("rollback")
 def platform_rollback(
-    env: str = typer.Argument(..., help="environment"),
+    positional: str | None = OLD_ENV_ARG,
+    env: str | None = PLATFORM_ENV_OPT,
     release: str = typer.Option(..., "--release", "-r", help="release name from the catalog"),
     revision: int | None = typer.Option(None, help="revision (default: the previous one)"),
-    context: str | None = typer.Option(None, help="kubeconfig context (default: current)"),
+    context: str | None = CONTEXT_OPT,
 ) -> None:
     """Roll one release back to an earlier revision."""
     from infra.helm import rollback
 
-    typer.echo(rollback(env, release, revision, context))
+    environment = _platform_env(env, positional, "platform rollback")
+    typer.echo(rollback(environment, release, revision, context))
 
 
 def _status(text: str):

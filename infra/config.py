@@ -1,8 +1,9 @@
 """Typed configuration: the tooling settings and one YAML file per environment.
 
 ``configs/infra/default.yaml`` holds the settings of the tooling (output folder, stack order,
-Terraform, the local moto server, the policy gate). Each file in
-``configs/infra/environments/`` is one environment; adding an environment is adding a file.
+Terraform, the local moto server). Each file in ``configs/infra/environments/`` is one
+environment; adding an environment is adding a file. A command loads both once (with its
+``--set`` overrides) and hands the objects down.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from tuneops.core.config import StrictModel, load_config
+from tuneops.core.environments import ENVIRONMENTS_DIR, check_environment
 from tuneops.core.errors import UserError
 from tuneops.core.paths import CONFIG_DIR, REPO_ROOT
 
 INFRA_CONFIG_DIR = CONFIG_DIR / "infra"
-ENVIRONMENTS_DIR = INFRA_CONFIG_DIR / "environments"
 STACKS = ("network", "cluster", "data", "platform")
 
 
@@ -47,13 +48,6 @@ class LocalSettings(StrictModel):
         return value
 
 
-class PolicySettings(StrictModel):
-    terraform_checks: str = "policies/terraform"
-    kubernetes_checks: str = "policies/kubernetes"
-    skips: str = "policies/skips.yaml"
-    kubernetes_builtin_checks: bool = False
-
-
 class InfraSettings(StrictModel):
     outdir: str = "cdktf.out"
     stack_order: list[Literal["network", "cluster", "data", "platform"]] = Field(
@@ -61,7 +55,6 @@ class InfraSettings(StrictModel):
     )
     terraform: TerraformSettings = TerraformSettings()
     local: LocalSettings = LocalSettings()
-    policy: PolicySettings = PolicySettings()
 
     @property
     def outdir_path(self) -> Path:
@@ -79,7 +72,9 @@ def _repo_path(value: str) -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
-def load_settings(path: str | Path | None = None, overrides: list[str] | None = None):
+def load_settings(
+    path: str | Path | None = None, overrides: list[str] | None = None
+) -> InfraSettings:
     return load_config(
         InfraSettings, path or INFRA_CONFIG_DIR / "default.yaml", overrides=overrides
     )
@@ -268,22 +263,11 @@ class Environment(StrictModel):
         return self
 
 
-def environment_names() -> list[str]:
-    return sorted(p.stem for p in ENVIRONMENTS_DIR.glob("*.yaml"))
-
-
 def load_environment(name: str, overrides: list[str] | None = None) -> Environment:
+    """The environment ``configs/infra/environments/<name>.yaml`` with ``overrides`` applied."""
+    check_environment(name)
     path = ENVIRONMENTS_DIR / f"{name}.yaml"
-    if not path.is_file():
-        known = ", ".join(environment_names()) or "none"
-        raise UserError(
-            f"unknown environment {name!r}: no {path.relative_to(REPO_ROOT)} (known: {known})"
-        )
     env = load_config(Environment, path, overrides=overrides)
     if env.name != name:
         raise UserError(f"{path}: name {env.name!r} must match the file name {name!r}")
     return env
-
-
-def load_environments(names: list[str] | None = None) -> list[Environment]:
-    return [load_environment(n) for n in (names or environment_names())]

@@ -13,16 +13,16 @@ import shutil
 from pathlib import Path
 
 from infra.catalog import Release, load_catalog, values_for
-from infra.config import Environment, load_environment
+from infra.config import Environment
 from tuneops.core.errors import MissingToolError, UserError
 
 
-def _prepare(env_name: str) -> tuple[Environment, list[Release]]:
-    env = load_environment(env_name)
+def _prepare(env: Environment) -> list[Release]:
+    """The catalog's releases in order, with the environment's values overlay validated."""
     releases = load_catalog().ordered()
     for release in releases:
-        values_for(release, env.platform.values_overlay)  # validate the overlay
-    return env, releases
+        values_for(release, env.platform.values_overlay)
+    return releases
 
 
 def kubeconfig_path() -> Path | None:
@@ -59,8 +59,8 @@ async def _current(helm, release: Release):
         return None
 
 
-def status(env_name: str, context: str | None = None) -> list[str]:
-    env, releases = _prepare(env_name)
+def status(env: Environment, context: str | None = None) -> list[str]:
+    releases = _prepare(env)
     helm = client(env, context)
 
     async def run() -> list[str]:
@@ -81,8 +81,8 @@ def status(env_name: str, context: str | None = None) -> list[str]:
     return asyncio.run(run())
 
 
-def diff(env_name: str, context: str | None = None) -> tuple[list[str], int]:
-    env, releases = _prepare(env_name)
+def diff(env: Environment, context: str | None = None) -> tuple[list[str], int]:
+    releases = _prepare(env)
     helm = client(env, context)
 
     async def run() -> tuple[list[str], int]:
@@ -117,8 +117,8 @@ def diff(env_name: str, context: str | None = None) -> tuple[list[str], int]:
     return asyncio.run(run())
 
 
-def rollback(env_name: str, name: str, revision: int | None, context: str | None = None) -> str:
-    env, releases = _prepare(env_name)
+def rollback(env: Environment, name: str, revision: int | None, context: str | None = None) -> str:
+    releases = _prepare(env)
     release = next((r for r in releases if r.name == name), None)
     if release is None:
         raise UserError(f"no release {name!r} in the catalog; known: {[r.name for r in releases]}")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from infra.config import Environment, InfraSettings, load_environment, load_settings
+from infra.config import Environment, InfraSettings
 from infra.terraform import (
     StackChanges,
     Terraform,
@@ -75,21 +75,20 @@ class EnvRun:
 
 
 class Runner:
-    """Drives one environment: synthesized stacks in ``outdir``, Terraform per stack."""
+    """Drives one environment: synthesized stacks in ``outdir``, Terraform per stack. The
+    environment and the settings are loaded once by the command and handed in."""
 
     def __init__(
         self,
-        env_name: str,
+        env: Environment,
+        settings: InfraSettings,
         *,
-        overrides: list[str] | None = None,
         outdir: Path | None = None,
-        settings: InfraSettings | None = None,
         quiet: bool = False,
     ) -> None:
-        self.settings = settings or load_settings()
-        self.env: Environment = load_environment(env_name, overrides)
-        self.overrides = overrides
-        self.outdir = outdir or self.settings.outdir_path
+        self.env = env
+        self.settings = settings
+        self.outdir = outdir or settings.outdir_path
         self.quiet = quiet
 
     # -- helpers -------------------------------------------------------------------------
@@ -115,13 +114,13 @@ class Runner:
     def synth(self) -> None:
         from infra.app import synth
 
-        result = synth([self.env.name], self.outdir, overrides={self.env.name: self.overrides})
+        result = synth([self.env], self.settings, self.outdir)
         self.say(f"synth: {len(result.stacks[self.env.name])} stacks in {result.seconds:.1f} s")
 
     def policy(self) -> dict:
         from infra.policy import check_stacks
 
-        result = check_stacks(self.env.name, self.outdir)
+        result = check_stacks(self.env, self.settings, self.outdir)
         self.say(f"policy: {result.summary()}")
         if not result.ok:
             for failure in result.failures[:30]:
@@ -136,7 +135,7 @@ class Runner:
             from infra.bootstrap import bootstrap_state_bucket
             from infra.local.moto import MotoService
 
-            moto = MotoService(endpoint=self.env.local_endpoint)
+            moto = MotoService(endpoint=self.env.local_endpoint, seed=self.settings.local.moto_seed)
             if not moto.healthy():
                 moto.start()
                 self.say(f"local: started moto at {moto.url}")

@@ -12,12 +12,15 @@ import os
 from pathlib import Path
 
 from infra.app import synth
+from infra.config import load_environment, load_settings
+from tuneops.core.environments import environment_names
 
 
 def main() -> None:
-    envs = [e for e in os.environ.get("TUNEOPS_ENVS", "").split(",") if e] or None
+    names = [e for e in os.environ.get("TUNEOPS_ENVS", "").split(",") if e] or environment_names()
     outdir = os.environ.get("CDKTF_OUTDIR")
-    result = synth(envs, Path(outdir) if outdir else None)
+    envs = [load_environment(name) for name in names]
+    result = synth(envs, load_settings(), Path(outdir) if outdir else None)
     print(f"synth: {sum(len(s) for s in result.stacks.values())} stacks -> {result.outdir}")
 
 

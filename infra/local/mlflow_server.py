@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from infra.config import load_environment
 from infra.local.postgres import LocalPlatformSettings, PostgresService, load_platform_settings
-from infra.local.service import Service, ServiceStatus, python, register
+from infra.local.service import Service, ServiceStatus, python
 from tuneops.core.errors import UserError
 
 # moto accepts any credentials; these keep boto3 from looking for real ones.
@@ -20,14 +21,6 @@ MOTO_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
 }
-
-
-def artifacts_bucket(settings: LocalPlatformSettings) -> str:
-    if settings.mlflow.artifacts_bucket:
-        return settings.mlflow.artifacts_bucket
-    from infra.config import load_environment
-
-    return load_environment("local").bucket_names()["artifacts"]
 
 
 def moto_environment(endpoint: str, region: str) -> dict[str, str]:
@@ -39,10 +32,8 @@ def moto_environment(endpoint: str, region: str) -> dict[str, str]:
     }
 
 
-@register
 class MlflowServerService(Service):
     name = "mlflow"
-    order = 30
     start_timeout_s = 180.0  # the first start creates MLflow's tables
     health_path = "/health"
 
@@ -54,19 +45,22 @@ class MlflowServerService(Service):
         s3_endpoint: str | None = None,
         region: str | None = None,
         postgres: PostgresService | None = None,
+        bucket: str | None = None,
     ) -> None:
         self.settings = settings or load_platform_settings()
         super().__init__(root, host=self.settings.host, port=self.settings.mlflow.port)
         self.postgres = postgres or PostgresService(self.root.parent, self.settings)
-        if s3_endpoint is None or region is None:
-            from infra.config import load_environment
-
+        bucket = bucket or self.settings.mlflow.artifacts_bucket
+        if s3_endpoint is None or region is None or bucket is None:
+            # What was not handed in comes from the local environment (the artifacts bucket
+            # that `make apply ENV=local` creates).
             env = load_environment("local")
             s3_endpoint = s3_endpoint or env.local_endpoint
             region = region or env.region
+            bucket = bucket or env.bucket_names()["artifacts"]
         self.s3_endpoint = s3_endpoint.rstrip("/")
         self.region = region
-        self.bucket = artifacts_bucket(self.settings)
+        self.bucket = bucket
         prefix = self.settings.mlflow.artifacts_prefix.strip("/")
         self.artifacts_destination = (
             f"s3://{self.bucket}/{prefix}" if prefix else f"s3://{self.bucket}"
@@ -126,41 +120,3 @@ class MlflowServerService(Service):
         if not (self.running() and self.healthy()):
             self.check_dependencies()
         return super().start()
-
-
-def demo_step(ctx) -> None:
-    """`make demo`: PostgreSQL and the MLflow server on it, for every step after this one.
-
-    Sets MLFLOW_TRACKING_URI (and ``ctx["tracking_uri"]``) so later steps log to the server.
-    Where the PostgreSQL server binaries are missing, MLflow stays on its SQLite file and the
-    report says so.
-    """
-    import os
-
-    from rich.console import Console
-
-    from tuneops.core.errors import MissingToolError
-
-    console = Console(highlight=False, soft_wrap=True)
-    settings = load_platform_settings()
-    endpoint, region = ctx.get("local_endpoint"), ctx.get("aws_region")
-    postgres = PostgresService(settings=settings)
-    try:
-        console.print(postgres.start().line())
-    except MissingToolError as exc:
-        from tuneops.core.paths import default_tracking_uri
-
-        ctx["tracking_uri"] = default_tracking_uri()
-        ctx.report.append(f"mlflow: SQLite at {ctx['tracking_uri']} ({exc})")
-        console.print(f"[yellow]{exc}; MLflow stays on SQLite[/]")
-        return
-    server = MlflowServerService(settings=settings, s3_endpoint=endpoint, region=region)
-    console.print(server.start().line())
-    os.environ["MLFLOW_TRACKING_URI"] = server.url
-    ctx["tracking_uri"] = server.url
-    ctx["mlflow_artifacts_destination"] = server.artifacts_destination
-    ctx.report.append(
-        f"mlflow: tracking server {server.url} (UI in a browser), runs in PostgreSQL "
-        f"{postgres.url}, artifacts in {server.artifacts_destination} on {server.s3_endpoint}; "
-        "`tuneops local down` stops it"
-    )

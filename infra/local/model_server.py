@@ -1,6 +1,9 @@
 """The model server of the local platform: ``tuneops serve`` (KServe ModelServer with the
 OpenAI routes) on loopback, resolving ``models:/`` references through the local MLflow server
 and ``s3://`` ones through moto's S3, as the InferenceService does on the cluster.
+
+It is started by its command line (``python -m tuneops.cli serve ...``), so the infrastructure
+layer needs nothing of the serving code.
 """
 
 from __future__ import annotations
@@ -9,15 +12,13 @@ from pathlib import Path
 
 from infra.local.mlflow_server import MlflowServerService
 from infra.local.postgres import LocalPlatformSettings, load_platform_settings
-from infra.local.service import Service, ServiceStatus, register
+from infra.local.service import Service, ServiceStatus, python
 from tuneops.core.errors import UserError
 from tuneops.core.paths import REPO_ROOT
 
 
-@register
 class ModelServerService(Service):
     name = "model-server"
-    order = 40
     start_timeout_s = 300.0  # loading (and, the first time, converting) the model
     health_path = "/v2/health/ready"
 
@@ -41,15 +42,20 @@ class ModelServerService(Service):
         }
 
     def command(self) -> list[str]:
-        from workloads.serve.process import ServerProcess
-
-        server = ServerProcess(
+        return [
+            python(),
+            "-m",
+            "tuneops.cli",
+            "serve",
+            "--model",
             self.model,
-            config=REPO_ROOT / self.settings.model_server.config,
-            port=self.port,
-        )
-        server.host = self.host
-        return server.command()
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--config",
+            str(REPO_ROOT / self.settings.model_server.config),
+        ]
 
     def start(self) -> ServiceStatus:
         if not self.settings.model_server.enabled:

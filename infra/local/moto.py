@@ -8,29 +8,25 @@ back with the ids they had, so Terraform's state in the moto bucket still matche
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlparse
 
-from infra.config import load_environment, load_settings
-from infra.local.service import Service, python, register
+from infra.config import load_settings
+from infra.local.service import Service, python
 
 
-def local_endpoint(overrides: list[str] | None = None) -> str:
-    endpoint = load_environment("local", overrides).local_endpoint
-    assert endpoint, "the local environment must set local_endpoint"
-    return endpoint.rstrip("/")
-
-
-@register
 class MotoService(Service):
     name = "moto"
-    order = 10
     start_timeout_s = 120.0  # replaying a long recording takes a while
 
-    def __init__(self, root=None, endpoint: str | None = None) -> None:
-        self.endpoint = (endpoint or local_endpoint()).rstrip("/")
+    def __init__(self, root: Path | None = None, *, endpoint: str, seed: int | None = None) -> None:
+        """moto at ``endpoint`` (the local environment's ``local_endpoint``), drawing ids from
+        ``seed`` (default: ``local.moto_seed`` of configs/infra/default.yaml)."""
+        self.endpoint = endpoint.rstrip("/")
         parsed = urlparse(self.endpoint)
         super().__init__(root, host=parsed.hostname or "127.0.0.1", port=parsed.port or 80)
         self.recording = self.root / "recording.jsonl"
+        self.seed = load_settings().local.moto_seed if seed is None else seed
 
     @property
     def url(self) -> str:
@@ -52,7 +48,7 @@ class MotoService(Service):
             "--recording",
             str(self.recording),
             "--seed",
-            str(load_settings().local.moto_seed),
+            str(self.seed),
             "--ready-file",
             str(self.root / "ready"),
         ]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from infra.local.service import Service, ServiceStatus, register
+from infra.local.service import Service, ServiceStatus
 from tuneops.core.config import StrictModel, load_config
 from tuneops.core.errors import MissingToolError, UserError
 from tuneops.core.paths import CONFIG_DIR
@@ -95,10 +95,8 @@ def _as_user(cmd: list[str], account: pwd.struct_passwd | None) -> list[str]:
     ]
 
 
-@register
 class PostgresService(Service):
     name = "postgres"
-    order = 20
     start_timeout_s = 60.0
 
     def __init__(self, root: Path | None = None, settings: LocalPlatformSettings | None = None):

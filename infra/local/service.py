@@ -1,45 +1,22 @@
 """A small framework for the processes of the local platform.
 
 A ``Service`` is one background process with a pid file, a log file and a health check, all
-under ``<cache>/local/<name>/``. ``start`` is idempotent (a healthy service is left alone),
-``stop`` ends only the process whose pid it recorded, and ``status`` says what runs where.
-Services register themselves with ``@register``; modules in this package are discovered, so a
-new service is a new module here.
+under ``<cache>/local/<name>/``, run by ``tuneops.core.process.Supervisor`` in a session of its
+own (it outlives the command that started it). ``start`` is idempotent (a healthy service is left
+alone), ``stop`` ends only the process group whose pid it recorded, and ``status`` says what runs
+where. The services of the local platform and their order are listed in
+``infra.local.registry``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import os
-import pkgutil
-import signal
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tuneops.core.errors import UserError
 from tuneops.core.paths import cache_dir
-
-REGISTRY: dict[str, type[Service]] = {}
-
-
-def register(cls: type[Service]) -> type[Service]:
-    REGISTRY[cls.name] = cls
-    return cls
-
-
-def discover() -> dict[str, type[Service]]:
-    """Import every module of this package so its services register; ordered by ``order``."""
-    package = importlib.import_module("infra.local")
-    for info in pkgutil.iter_modules(package.__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"infra.local.{info.name}")
-    return dict(sorted(REGISTRY.items(), key=lambda kv: (kv[1].order, kv[0])))
+from tuneops.core.process import Supervisor, http_ok, port_in_use, read_tail
 
 
 def local_root() -> Path:
@@ -70,7 +47,6 @@ class Service:
     implementing ``healthy``."""
 
     name: str = ""
-    order: int = 100
     start_timeout_s: float = 60.0
     health_path: str | None = None  # answers 200 over HTTP once the service is ready
 
@@ -94,12 +70,7 @@ class Service:
     def healthy(self) -> bool:
         if self.health_path is None:
             raise NotImplementedError
-        import requests
-
-        try:
-            return requests.get(f"{self.url}{self.health_path}", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
+        return http_ok(f"{self.url}{self.health_path}")
 
     @property
     def url(self) -> str | None:
@@ -108,27 +79,30 @@ class Service:
             return None
         return f"http://{self.host}:{self.port}"
 
-    def address(self) -> tuple[str, int] | None:
-        """(host, port) the service listens on, checked to be free before it starts."""
-        if self.host is None or self.port is None:
-            return None
-        return (self.host, self.port)
-
     def port_taken(self) -> bool:
-        addr = self.address()
-        if addr is None:
+        if self.host is None or self.port is None:
             return False
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.settimeout(0.5)
-            return sock.connect_ex(addr) == 0
+        return port_in_use(self.host, self.port)
 
     # -- process handling ---------------------------------------------------------------
+    def supervisor(self, command: list[str] | None = None) -> Supervisor:
+        """The supervisor of this service's process: it finds a running one by its pid file,
+        and starts ``command`` when given one."""
+        return Supervisor(
+            command or (),
+            name=self.name,
+            log_path=self.log_file,
+            append_log=True,
+            pid_file=self.pid_file,
+            env=self.environment() if command else None,
+            cwd=self.root,
+            ready=self.healthy,
+            start_timeout=self.start_timeout_s,
+            new_session=True,
+        )
+
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if _alive(pid) else None
+        return self.supervisor().pid()
 
     def running(self) -> bool:
         return self.pid() is not None
@@ -143,56 +117,14 @@ class Service:
                 f"{self.name}: another program already listens at {self.url}; stop it or choose "
                 "another port in the config"
             )
-        env = {**os.environ, **self.environment()}
-        with open(self.log_file, "ab") as log:
-            log.write(f"\n--- start {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
-            log.flush()
-            proc = subprocess.Popen(
-                self.command(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=self.root,
-                start_new_session=True,
-            )
-        self.pid_file.write_text(str(proc.pid))
-        self._wait(lambda: self.healthy(), proc)
+        self.supervisor(self.command()).start()
         return self.status()
 
-    def _wait(self, ready: Callable[[], bool], proc: subprocess.Popen) -> None:
-        deadline = time.monotonic() + self.start_timeout_s
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                self.pid_file.unlink(missing_ok=True)
-                raise UserError(
-                    f"{self.name} exited at start (code {proc.returncode}); the end of "
-                    f"{self.log_file}:\n{self.logs(15)}"
-                )
-            if ready():
-                return
-            time.sleep(0.2)
-        self.stop()
-        raise UserError(
-            f"{self.name} did not become healthy within {self.start_timeout_s:.0f} s; see "
-            f"{self.log_file}"
-        )
-
     def stop(self, timeout: float = 15.0) -> bool:
-        pid = self.pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.1)
-        if _alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        """Stop the recorded process; whether there was one to stop."""
+        was_running = self.running()
+        self.supervisor().stop(timeout)
+        return was_running
 
     def status(self) -> ServiceStatus:
         pid = self.pid()
@@ -206,24 +138,7 @@ class Service:
         )
 
     def logs(self, lines: int = 50) -> str:
-        if not self.log_file.is_file():
-            return ""
-        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of this process counts as gone.
-    with contextlib.suppress(ChildProcessError, OSError):
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-        if waited == pid:
-            return False
-    return True
+        return read_tail(self.log_file, lines)
 
 
 def python() -> str:

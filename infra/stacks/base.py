@@ -9,8 +9,8 @@ from cdktf import Aspects, DataTerraformRemoteStateS3, S3Backend, TerraformOutpu
 from cdktf_cdktf_provider_aws.provider import AwsProvider
 from constructs import Construct
 
+from infra.components.tags import TagsAspect
 from infra.config import Environment
-from infra.constructs import TagsAspect
 
 # AWS APIs the stacks call; in the local environment each one points at moto's server.
 LOCAL_SERVICES = (

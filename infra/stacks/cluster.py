@@ -17,8 +17,10 @@ from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from constructs import Construct
 
-from infra.config import Environment
-from infra.constructs import ManagedNodePool, customer_key, policy_json
+from infra.components.iam import policy_json
+from infra.components.kms import customer_key
+from infra.components.node_pool import ManagedNodePool
+from infra.config import ClusterConfig, Environment
 from infra.stacks.base import EnvStack
 
 # AWS managed policies the control plane and the nodes need (named, never wildcards).
@@ -62,16 +64,50 @@ class Cluster(Construct):
             services=[f"logs.{env.region}.amazonaws.com"],
             alias=f"alias/{cfg.name}-secrets",
         )
-        cluster_role = _service_role(
-            self, "cluster-role", f"{cfg.name}-cluster", "eks.amazonaws.com"
+        self.cluster = self._control_plane(cfg, private_subnet_ids)
+        issuer_url = self.cluster.identity.get(0).oidc.get(0).issuer
+        self.oidc = IamOpenidConnectProvider(
+            self,
+            "oidc",
+            url=issuer_url,
+            client_id_list=["sts.amazonaws.com"],
         )
-        for policy in CLUSTER_POLICIES:
+        # The issuer without its scheme: the prefix of the `sub`/`aud` condition keys.
+        self.oidc_issuer = Fn.replace(issuer_url, "https://", "")
+        for name, version in cfg.addons.items():
+            EksAddon(
+                self,
+                f"addon-{name}",
+                cluster_name=self.cluster.name,
+                addon_name=name,
+                addon_version=version,
+                resolve_conflicts_on_create="OVERWRITE",
+                resolve_conflicts_on_update="PRESERVE",
+            )
+        self.node_role = self._role_with_policies(
+            "node", f"{cfg.name}-node", "ec2.amazonaws.com", NODE_POLICIES
+        )
+        self._node_pools(env, private_subnet_ids)
+
+    def _role_with_policies(
+        self, kind: str, name: str, service: str, policies: list[str]
+    ) -> IamRole:
+        """``<kind>-role``, assumed by ``service``, with the AWS managed ``policies`` attached."""
+        role = _service_role(self, f"{kind}-role", name, service)
+        for policy in policies:
             IamRolePolicyAttachment(
                 self,
-                f"cluster-{policy}",
-                role=cluster_role.name,
+                f"{kind}-{policy}",
+                role=role.name,
                 policy_arn=f"arn:aws:iam::aws:policy/{policy}",
             )
+        return role
+
+    def _control_plane(self, cfg: ClusterConfig, private_subnet_ids: list[str]) -> EksCluster:
+        """The EKS cluster: its role, its log group, secrets encrypted with the secrets key."""
+        cluster_role = self._role_with_policies(
+            "cluster", f"{cfg.name}-cluster", "eks.amazonaws.com", CLUSTER_POLICIES
+        )
         # Created before the cluster so its retention and encryption are ours, not the default.
         log_group = CloudwatchLogGroup(
             self,
@@ -80,7 +116,7 @@ class Cluster(Construct):
             retention_in_days=cfg.log_retention_days,
             kms_key_id=self.secrets_key.arn,
         )
-        self.cluster = EksCluster(
+        return EksCluster(
             self,
             "cluster",
             name=cfg.name,
@@ -99,35 +135,10 @@ class Cluster(Construct):
             ),
             depends_on=[log_group],
         )
-        issuer_url = self.cluster.identity.get(0).oidc.get(0).issuer
-        self.oidc = IamOpenidConnectProvider(
-            self,
-            "oidc",
-            url=issuer_url,
-            client_id_list=["sts.amazonaws.com"],
-        )
-        # The issuer without its scheme: the prefix of the `sub`/`aud` condition keys.
-        self.oidc_issuer = Fn.replace(issuer_url, "https://", "")
 
-        for name, version in cfg.addons.items():
-            EksAddon(
-                self,
-                f"addon-{name}",
-                cluster_name=self.cluster.name,
-                addon_name=name,
-                addon_version=version,
-                resolve_conflicts_on_create="OVERWRITE",
-                resolve_conflicts_on_update="PRESERVE",
-            )
-
-        self.node_role = _service_role(self, "node-role", f"{cfg.name}-node", "ec2.amazonaws.com")
-        for policy in NODE_POLICIES:
-            IamRolePolicyAttachment(
-                self,
-                f"node-{policy}",
-                role=self.node_role.name,
-                policy_arn=f"arn:aws:iam::aws:policy/{policy}",
-            )
+    def _node_pools(self, env: Environment, private_subnet_ids: list[str]) -> None:
+        """The system pool and the GPU pools, in that order."""
+        cfg = env.cluster
         self.pools: dict[str, ManagedNodePool] = {}
         for pool_name, pool in [("system", cfg.system_pool), *((p.name, p) for p in cfg.gpu_pools)]:
             node_pool = ManagedNodePool(
@@ -143,16 +154,20 @@ class Cluster(Construct):
             )
             self.pools[pool_name] = node_pool
             if cfg.propagate_asg_tags:
-                # EKS does not copy node group tags to the Auto Scaling group; the autoscaler
-                # reads them there, so each one is set on the group explicitly.
-                asg_name = node_pool.node_group.resources.get(0).autoscaling_groups.get(0).name
-                for index, (key, value) in enumerate(sorted(node_pool.autoscaler_tags.items())):
-                    AutoscalingGroupTagA(
-                        node_pool,
-                        f"asg-tag-{index}",
-                        autoscaling_group_name=asg_name,
-                        tag={"key": key, "value": value, "propagate_at_launch": False},
-                    )
+                _asg_tags(node_pool)
+
+
+def _asg_tags(node_pool: ManagedNodePool) -> None:
+    """EKS does not copy node group tags to the Auto Scaling group; the autoscaler reads them
+    there, so each one is set on the group explicitly."""
+    asg_name = node_pool.node_group.resources.get(0).autoscaling_groups.get(0).name
+    for index, (key, value) in enumerate(sorted(node_pool.autoscaler_tags.items())):
+        AutoscalingGroupTagA(
+            node_pool,
+            f"asg-tag-{index}",
+            autoscaling_group_name=asg_name,
+            tag={"key": key, "value": value, "propagate_at_launch": False},
+        )
 
 
 class ClusterStack(EnvStack):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from constructs import Construct
 
+from infra.components.kms import customer_key
 from infra.config import Environment
-from infra.constructs import customer_key
 from infra.stacks.base import EnvStack
 from infra.stacks.database import Database
 from infra.stacks.iam import WorkloadRoles

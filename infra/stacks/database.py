@@ -31,37 +31,8 @@ class Database(Construct):
         cfg = env.database
         ident = f"{env.cluster.name}-mlflow"
         subnets = DbSubnetGroup(self, "subnets", name=ident, subnet_ids=subnet_ids)
-        self.security_group = SecurityGroup(
-            self,
-            "sg",
-            name=f"{ident}-db",
-            description="PostgreSQL for MLflow: reachable from inside the VPC only",
-            vpc_id=vpc_id,
-        )
-        VpcSecurityGroupIngressRule(
-            self,
-            "ingress-postgres",
-            security_group_id=self.security_group.id,
-            description="PostgreSQL from the VPC",
-            ip_protocol="tcp",
-            from_port=5432,
-            to_port=5432,
-            cidr_ipv4=vpc_cidr,
-        )
-        major = cfg.engine_version.split(".")[0]
-        params = DbParameterGroup(
-            self,
-            "params",
-            name=f"{ident}-pg{major}",
-            family=f"postgres{major}",
-            description="MLflow PostgreSQL: TLS only, slow-query logging",
-            parameter=[
-                {"name": "rds.force_ssl", "value": "1"},
-                {"name": "log_min_duration_statement", "value": "1000"},
-            ],
-            # moto does not report a parameter group's parameters back.
-            lifecycle={"ignore_changes": ["parameter"]} if env.is_local else None,
-        )
+        self.security_group = self._security_group(ident, vpc_id, vpc_cidr)
+        params = self._parameter_group(ident, cfg.engine_version, moto=env.is_local)
         self.instance = DbInstance(
             self,
             "instance",
@@ -92,4 +63,42 @@ class Database(Construct):
             performance_insights_kms_key_id=kms_key_arn if cfg.performance_insights else None,
             skip_final_snapshot=not cfg.deletion_protection,
             final_snapshot_identifier=f"{ident}-final" if cfg.deletion_protection else None,
+        )
+
+    def _security_group(self, ident: str, vpc_id: str, vpc_cidr: str) -> SecurityGroup:
+        """PostgreSQL reachable from inside the VPC only."""
+        group = SecurityGroup(
+            self,
+            "sg",
+            name=f"{ident}-db",
+            description="PostgreSQL for MLflow: reachable from inside the VPC only",
+            vpc_id=vpc_id,
+        )
+        VpcSecurityGroupIngressRule(
+            self,
+            "ingress-postgres",
+            security_group_id=group.id,
+            description="PostgreSQL from the VPC",
+            ip_protocol="tcp",
+            from_port=5432,
+            to_port=5432,
+            cidr_ipv4=vpc_cidr,
+        )
+        return group
+
+    def _parameter_group(self, ident: str, engine_version: str, *, moto: bool) -> DbParameterGroup:
+        """TLS forced, slow queries logged."""
+        major = engine_version.split(".")[0]
+        return DbParameterGroup(
+            self,
+            "params",
+            name=f"{ident}-pg{major}",
+            family=f"postgres{major}",
+            description="MLflow PostgreSQL: TLS only, slow-query logging",
+            parameter=[
+                {"name": "rds.force_ssl", "value": "1"},
+                {"name": "log_min_duration_statement", "value": "1000"},
+            ],
+            # moto does not report a parameter group's parameters back.
+            lifecycle={"ignore_changes": ["parameter"]} if moto else None,
         )

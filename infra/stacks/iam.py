@@ -10,8 +10,8 @@ from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import (
 )
 from constructs import Construct
 
+from infra.components.iam import ServiceAccountRole
 from infra.config import Environment
-from infra.constructs import ServiceAccountRole
 
 
 def _s3(actions: list[str], bucket_arns: list[str], objects: bool = True) -> dict[str, Any]:
@@ -41,6 +41,48 @@ def _s3_prefix_read(bucket_arn: str, prefix: str) -> list[dict[str, Any]]:
     ]
 
 
+def workload_grants(
+    env: Environment, buckets: dict[str, str], kms_key_arn: str, database_arn: str
+) -> dict[str, list[dict[str, Any]]]:
+    """The policy statements of each workload role, by the role's key in ``env.iam``."""
+    datasets, artifacts, models = buckets["datasets"], buckets["artifacts"], buckets["models"]
+    kms_use = {
+        "effect": "Allow",
+        "actions": ["kms:Decrypt", "kms:GenerateDataKey"],
+        "resources": [kms_key_arn],
+    }
+    read = ["s3:GetObject", "s3:GetObjectVersion"]
+    write = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    return {
+        # trainer: read datasets, write artifacts and models
+        "trainer": [
+            _s3(["s3:ListBucket"], [datasets, artifacts, models], objects=False),
+            _s3(read, [datasets]),
+            _s3(read + write, [artifacts, models]),
+            kms_use,
+        ],
+        # model server: read models, and the registered MLflow models KServe downloads
+        # (the artifacts bucket's MLflow prefix only)
+        "model_server": [
+            _s3(["s3:ListBucket"], [models], objects=False),
+            _s3(read, [models]),
+            *_s3_prefix_read(artifacts, env.storage.mlflow_prefix.strip("/")),
+            kms_use,
+        ],
+        # MLflow: read and write artifacts, connect to its database with IAM auth
+        "mlflow": [
+            _s3(["s3:ListBucket"], [artifacts], objects=False),
+            _s3([*read, *write, "s3:DeleteObject"], [artifacts]),
+            kms_use,
+            {
+                "effect": "Allow",
+                "actions": ["rds:DescribeDBInstances"],
+                "resources": [database_arn],
+            },
+        ],
+    }
+
+
 class WorkloadRoles(Construct):
     def __init__(
         self,
@@ -55,42 +97,7 @@ class WorkloadRoles(Construct):
         database_arn: str,
     ) -> None:
         super().__init__(scope, id_)
-        datasets, artifacts, models = buckets["datasets"], buckets["artifacts"], buckets["models"]
-        kms_use = {
-            "effect": "Allow",
-            "actions": ["kms:Decrypt", "kms:GenerateDataKey"],
-            "resources": [kms_key_arn],
-        }
-        read = ["s3:GetObject", "s3:GetObjectVersion"]
-        write = ["s3:PutObject", "s3:AbortMultipartUpload"]
-        grants: dict[str, list[dict[str, Any]]] = {
-            # trainer: read datasets, write artifacts and models
-            "trainer": [
-                _s3(["s3:ListBucket"], [datasets, artifacts, models], objects=False),
-                _s3(read, [datasets]),
-                _s3(read + write, [artifacts, models]),
-                kms_use,
-            ],
-            # model server: read models, and the registered MLflow models KServe downloads
-            # (the artifacts bucket's MLflow prefix only)
-            "model_server": [
-                _s3(["s3:ListBucket"], [models], objects=False),
-                _s3(read, [models]),
-                *_s3_prefix_read(artifacts, env.storage.mlflow_prefix.strip("/")),
-                kms_use,
-            ],
-            # MLflow: read and write artifacts, connect to its database with IAM auth
-            "mlflow": [
-                _s3(["s3:ListBucket"], [artifacts], objects=False),
-                _s3([*read, *write, "s3:DeleteObject"], [artifacts]),
-                kms_use,
-                {
-                    "effect": "Allow",
-                    "actions": ["rds:DescribeDBInstances"],
-                    "resources": [database_arn],
-                },
-            ],
-        }
+        grants = workload_grants(env, buckets, kms_key_arn, database_arn)
         self.roles: dict[str, ServiceAccountRole] = {}
         for key, statements in grants.items():
             account = getattr(env.iam, key)

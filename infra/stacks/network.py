@@ -22,8 +22,9 @@ from cdktf_cdktf_provider_aws.vpc import Vpc
 from cdktf_cdktf_provider_aws.vpc_endpoint import VpcEndpoint
 from constructs import Construct
 
+from infra.components.iam import policy_json
+from infra.components.kms import customer_key
 from infra.config import Environment
-from infra.constructs import customer_key, policy_json
 from infra.stacks.base import EnvStack
 
 
@@ -40,40 +41,61 @@ def subnet_cidrs(cidr: str, count: int) -> tuple[list[str], list[str]]:
 class Network(Construct):
     def __init__(self, scope: Construct, id_: str, env: Environment) -> None:
         super().__init__(scope, id_)
-        cfg = env.network
-        cluster = env.cluster.name
+        self.env = env
+        self.cfg = env.network
+        self.cluster = env.cluster.name
         self.vpc = Vpc(
             self,
             "vpc",
-            cidr_block=cfg.cidr,
+            cidr_block=self.cfg.cidr,
             enable_dns_hostnames=True,
             enable_dns_support=True,
-            tags={"Name": f"{cluster}-vpc"},
+            tags={"Name": f"{self.cluster}-vpc"},
         )
         # Lock the default security group down: nothing may use it by accident.
         DefaultSecurityGroup(self, "default-sg", vpc_id=self.vpc.id, ingress=[], egress=[])
-        igw = InternetGateway(self, "igw", vpc_id=self.vpc.id, tags={"Name": f"{cluster}-igw"})
+        igw = InternetGateway(self, "igw", vpc_id=self.vpc.id, tags={"Name": f"{self.cluster}-igw"})
+        self._subnets()
+        self._public_routes(igw)
+        self._private_routes(self._nat_gateways(igw))
+        # S3 traffic from private subnets stays on the AWS network (and off the NAT bill).
+        self.s3_endpoint = VpcEndpoint(
+            self,
+            "s3-endpoint",
+            vpc_id=self.vpc.id,
+            service_name=f"com.amazonaws.{env.region}.s3",
+            vpc_endpoint_type="Gateway",
+            route_table_ids=[rt.id for rt in self.private_route_tables],
+            tags={"Name": f"{self.cluster}-s3"},
+        )
+        self._flow_logs()
 
-        public_cidrs, private_cidrs = subnet_cidrs(cfg.cidr, len(cfg.azs))
+    def _subnets(self) -> None:
+        """A public and a private subnet in every AZ."""
+        public_cidrs, private_cidrs = subnet_cidrs(self.cfg.cidr, len(self.cfg.azs))
         self.public_subnets: list[Subnet] = []
         self.private_subnets: list[Subnet] = []
-        for index, az in enumerate(cfg.azs):
+        for index, az in enumerate(self.cfg.azs):
             self.public_subnets.append(
                 self._subnet(
                     "public",
                     az,
                     public_cidrs[index],
-                    cluster,
+                    self.cluster,
                     elb_role="elb",
                     map_public_ip_on_launch=False,
                 )
             )
             self.private_subnets.append(
-                self._subnet("private", az, private_cidrs[index], cluster, elb_role="internal-elb")
+                self._subnet(
+                    "private", az, private_cidrs[index], self.cluster, elb_role="internal-elb"
+                )
             )
 
+    def _public_routes(self, igw: InternetGateway) -> None:
+        """One route table for the public subnets, its default route to the internet gateway."""
         public_rt = RouteTable(
-            self, "public-rt", vpc_id=self.vpc.id, tags={"Name": f"{cluster}-public"}
+            self, "public-rt", vpc_id=self.vpc.id, tags={"Name": f"{self.cluster}-public"}
         )
         Route(
             self,
@@ -82,32 +104,40 @@ class Network(Construct):
             destination_cidr_block="0.0.0.0/0",
             gateway_id=igw.id,
         )
-        for subnet, az in zip(self.public_subnets, cfg.azs, strict=True):
+        for subnet, az in zip(self.public_subnets, self.cfg.azs, strict=True):
             RouteTableAssociation(
                 self, f"public-rta-{az}", subnet_id=subnet.id, route_table_id=public_rt.id
             )
 
-        # NAT: none, one shared by every AZ (cheaper), or one per AZ (no cross-AZ dependency).
+    def _nat_gateways(self, igw: InternetGateway) -> dict[str, NatGateway]:
+        """NAT: none, one shared by every AZ (cheaper), or one per AZ (no cross-AZ dependency)."""
+        cfg = self.cfg
         nat_azs = {"none": [], "single": cfg.azs[:1], "per_az": cfg.azs}[cfg.nat]
         nats: dict[str, NatGateway] = {}
         for az in nat_azs:
             index = cfg.azs.index(az)
-            eip = Eip(self, f"nat-eip-{az}", domain="vpc", tags={"Name": f"{cluster}-nat-{az}"})
+            eip = Eip(
+                self, f"nat-eip-{az}", domain="vpc", tags={"Name": f"{self.cluster}-nat-{az}"}
+            )
             nats[az] = NatGateway(
                 self,
                 f"nat-{az}",
                 allocation_id=eip.id,
                 subnet_id=self.public_subnets[index].id,
-                tags={"Name": f"{cluster}-nat-{az}"},
+                tags={"Name": f"{self.cluster}-nat-{az}"},
                 depends_on=[igw],
             )
+        return nats
+
+    def _private_routes(self, nats: dict[str, NatGateway]) -> None:
+        """A route table per private subnet, its default route to the AZ's NAT (or the one)."""
         self.private_route_tables: list[RouteTable] = []
-        for subnet, az in zip(self.private_subnets, cfg.azs, strict=True):
+        for subnet, az in zip(self.private_subnets, self.cfg.azs, strict=True):
             rt = RouteTable(
                 self,
                 f"private-rt-{az}",
                 vpc_id=self.vpc.id,
-                tags={"Name": f"{cluster}-private-{az}"},
+                tags={"Name": f"{self.cluster}-private-{az}"},
             )
             self.private_route_tables.append(rt)
             nat = nats.get(az) or (next(iter(nats.values())) if nats else None)
@@ -123,36 +153,41 @@ class Network(Construct):
                 self, f"private-rta-{az}", subnet_id=subnet.id, route_table_id=rt.id
             )
 
-        # S3 traffic from private subnets stays on the AWS network (and off the NAT bill).
-        self.s3_endpoint = VpcEndpoint(
-            self,
-            "s3-endpoint",
-            vpc_id=self.vpc.id,
-            service_name=f"com.amazonaws.{env.region}.s3",
-            vpc_endpoint_type="Gateway",
-            route_table_ids=[rt.id for rt in self.private_route_tables],
-            tags={"Name": f"{cluster}-s3"},
-        )
-
-        # VPC flow logs to CloudWatch Logs, encrypted with a key of their own.
+    def _flow_logs(self) -> None:
+        """VPC flow logs to CloudWatch Logs, encrypted with a key of their own."""
+        env = self.env
         self.logs_key = customer_key(
             self,
             "flow-logs-key",
             env,
-            description=f"{cluster} VPC flow logs",
+            description=f"{self.cluster} VPC flow logs",
             services=[f"logs.{env.region}.amazonaws.com"],
         )
         log_group = CloudwatchLogGroup(
             self,
             "flow-logs",
             name=f"/tuneops/{env.name}/vpc-flow-logs",
-            retention_in_days=cfg.flow_log_retention_days,
+            retention_in_days=self.cfg.flow_log_retention_days,
             kms_key_id=self.logs_key.arn,
         )
+        role = self._flow_logs_role(log_group)
+        FlowLog(
+            self,
+            "flow-log",
+            vpc_id=self.vpc.id,
+            traffic_type="ALL",
+            log_destination_type="cloud-watch-logs",
+            log_destination=log_group.arn,
+            iam_role_arn=role.arn,
+            max_aggregation_interval=60,
+        )
+
+    def _flow_logs_role(self, log_group: CloudwatchLogGroup) -> IamRole:
+        """The role the flow-logs service assumes to write into ``log_group`` only."""
         role = IamRole(
             self,
             "flow-logs-role",
-            name=f"{cluster}-vpc-flow-logs",
+            name=f"{self.cluster}-vpc-flow-logs",
             assume_role_policy=policy_json(
                 [
                     {
@@ -185,16 +220,7 @@ class Network(Construct):
                 }
             ),
         )
-        FlowLog(
-            self,
-            "flow-log",
-            vpc_id=self.vpc.id,
-            traffic_type="ALL",
-            log_destination_type="cloud-watch-logs",
-            log_destination=log_group.arn,
-            iam_role_arn=role.arn,
-            max_aggregation_interval=60,
-        )
+        return role
 
     def _subnet(
         self,

@@ -7,11 +7,13 @@ declared as plain ``helm_release`` resources with the provider pinned in require
 
 from __future__ import annotations
 
+from typing import Any
+
 import yaml
-from cdktf import Fn, TerraformProvider, TerraformResource
+from cdktf import DataTerraformRemoteStateS3, Fn, TerraformProvider, TerraformResource
 from constructs import Construct
 
-from infra.catalog import load_catalog, values_for
+from infra.catalog import Release, load_catalog, values_for
 from infra.config import Environment
 from infra.stacks.base import EnvStack
 
@@ -29,26 +31,7 @@ class PlatformStack(EnvStack):
             "terraform.required_providers.helm",
             {"source": "hashicorp/helm", "version": HELM_PROVIDER_VERSION},
         )
-        self.helm = TerraformProvider(self, "helm", terraform_resource_type="helm")
-        self.helm.add_override(
-            "kubernetes",
-            {
-                "host": cluster.get_string("cluster_endpoint"),
-                "cluster_ca_certificate": Fn.base64decode(cluster.get_string("cluster_ca")),
-                "exec": {
-                    "api_version": "client.authentication.k8s.io/v1beta1",
-                    "command": "aws",
-                    "args": [
-                        "eks",
-                        "get-token",
-                        "--region",
-                        env.region,
-                        "--cluster-name",
-                        cluster.get_string("cluster_name"),
-                    ],
-                },
-            },
-        )
+        self.helm = self._helm_provider(cluster)
         self.releases: dict[str, TerraformResource] = {}
         previous: list[TerraformResource] = []
         current_order = None
@@ -63,25 +46,54 @@ class PlatformStack(EnvStack):
                 terraform_resource_type="helm_release",
                 depends_on=list(previous) or None,
             )
-            values = values_for(release, env.platform.values_overlay)
-            attrs = {
-                "name": release.name,
-                "repository": release.repository,
-                "chart": release.chart,
-                "version": release.version,
-                "namespace": release.namespace,
-                "create_namespace": True,
-                "atomic": True,
-                "wait": True,
-                "timeout": 900,
-                "values": [yaml.safe_dump(values, sort_keys=True)],
-            }
-            if release.set_from:
-                attrs["set"] = [
-                    {"name": path, "value": data.get_string(output)}
-                    for path, output in sorted(release.set_from.items())
-                ]
-            for key, value in attrs.items():
+            for key, value in self._release_attrs(release, data).items():
                 resource.add_override(key, value)
             self.releases[release.name] = resource
             current.append(resource)
+
+    def _helm_provider(self, cluster: DataTerraformRemoteStateS3) -> TerraformProvider:
+        """The helm provider, talking to the cluster of the cluster stack with an EKS token."""
+        helm = TerraformProvider(self, "helm", terraform_resource_type="helm")
+        helm.add_override(
+            "kubernetes",
+            {
+                "host": cluster.get_string("cluster_endpoint"),
+                "cluster_ca_certificate": Fn.base64decode(cluster.get_string("cluster_ca")),
+                "exec": {
+                    "api_version": "client.authentication.k8s.io/v1beta1",
+                    "command": "aws",
+                    "args": [
+                        "eks",
+                        "get-token",
+                        "--region",
+                        self.env.region,
+                        "--cluster-name",
+                        cluster.get_string("cluster_name"),
+                    ],
+                },
+            },
+        )
+        return helm
+
+    def _release_attrs(self, release: Release, data: DataTerraformRemoteStateS3) -> dict[str, Any]:
+        """The ``helm_release`` arguments: the pinned chart, the environment's values, and the
+        values taken from the data stack's outputs."""
+        values = values_for(release, self.env.platform.values_overlay)
+        attrs: dict[str, Any] = {
+            "name": release.name,
+            "repository": release.repository,
+            "chart": release.chart,
+            "version": release.version,
+            "namespace": release.namespace,
+            "create_namespace": True,
+            "atomic": True,
+            "wait": True,
+            "timeout": 900,
+            "values": [yaml.safe_dump(values, sort_keys=True)],
+        }
+        if release.set_from:
+            attrs["set"] = [
+                {"name": path, "value": data.get_string(output)}
+                for path, output in sorted(release.set_from.items())
+            ]
+        return attrs

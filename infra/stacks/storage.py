@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from constructs import Construct
 
+from infra.components.bucket import EncryptedBucket
 from infra.config import Environment
-from infra.constructs import EncryptedBucket
 
 DATA_BUCKETS = ("datasets", "artifacts", "models")
 

@@ -12,11 +12,12 @@ import pytest
 def synthesized(tmp_path_factory):
     """Every stack of every environment, built once: (stacks by env and kind, outdir)."""
     from infra.app import build_app
-    from infra.config import environment_names, load_environment
+    from infra.config import load_environment, load_settings
+    from tuneops.core.environments import environment_names
 
     outdir = tmp_path_factory.mktemp("cdktf.out")
     envs = [load_environment(name) for name in environment_names()]
-    app, stacks = build_app(envs, outdir)
+    app, stacks = build_app(envs, outdir, load_settings().stack_order)
     app.synth()
     return stacks, outdir
 

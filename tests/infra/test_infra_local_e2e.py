@@ -49,11 +49,12 @@ def local_env(tmp_path_factory):
 
 
 def runner(local_env):
+    from infra.config import load_environment, load_settings
     from infra.ops import Runner
 
     return Runner(
-        "local",
-        overrides=[f"local_endpoint={local_env['endpoint']}"],
+        load_environment("local", [f"local_endpoint={local_env['endpoint']}"]),
+        load_settings(),
         outdir=local_env["outdir"],
         quiet=True,
     )

@@ -29,7 +29,8 @@ def moto(tmp_path, monkeypatch):
 
 
 def test_environments_are_typed_and_bad_values_are_one_clear_error():
-    from infra.config import environment_names, load_environment
+    from infra.config import load_environment
+    from tuneops.core.environments import environment_names
 
     assert environment_names() == ["dev", "local", "prod", "staging"]
     with pytest.raises(UserError, match="unknown environment 'qa'"):
@@ -91,6 +92,23 @@ def test_service_refuses_a_port_another_program_holds(tmp_path, monkeypatch):
             MotoService(endpoint=f"http://127.0.0.1:{port}").start()
 
 
+def test_local_services_are_wired_from_one_environment_with_its_overrides(tmp_path, monkeypatch):
+    from infra.config import load_environment, load_settings
+    from infra.local.registry import build_services
+
+    monkeypatch.setenv("TUNEOPS_CACHE_DIR", str(tmp_path))
+    env = load_environment("local", ["local_endpoint=http://127.0.0.1:5999"])
+    services = build_services(env, load_settings())
+    assert list(services) == ["moto", "postgres", "mlflow", "model-server"]
+    moto, postgres, mlflow, model_server = services.values()
+    assert moto.url == mlflow.s3_endpoint == "http://127.0.0.1:5999"
+    assert mlflow.postgres is postgres and model_server.mlflow is mlflow
+    assert mlflow.bucket == env.bucket_names()["artifacts"]
+    # the model server is started by its command line: infra imports nothing of workloads
+    assert model_server.command()[1:4] == ["-m", "tuneops.cli", "serve"]
+    assert all(s.root.parent == tmp_path / "local" for s in services.values())
+
+
 def test_missing_terraform_is_one_clear_line(monkeypatch):
     from infra.config import load_settings
     from infra.terraform import terraform_binary
@@ -104,10 +122,66 @@ def test_platform_commands_say_what_is_missing(monkeypatch, tmp_path):
     from tuneops.cli import app
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no helm here
-    result = CliRunner().invoke(app, ["platform", "status", "dev"])
+    result = CliRunner().invoke(app, ["platform", "status", "--env", "dev"])
     assert result.exit_code != 0
     assert isinstance(result.exception, MissingToolError)
     assert "no helm binary on PATH" in str(result.exception)
+
+
+@pytest.mark.parametrize("command", ["status", "diff", "rollback"])
+def test_platform_commands_take_env_as_an_option_and_refuse_the_old_spelling(command):
+    from tuneops.cli import app
+
+    extra = ["--release", "kserve"] if command == "rollback" else []
+    result = CliRunner().invoke(app, ["platform", command, "dev", *extra])
+    assert isinstance(result.exception, UserError)
+    assert f"`tuneops platform {command} --env dev`" in str(result.exception)
+    result = CliRunner().invoke(app, ["platform", command, *extra])
+    assert isinstance(result.exception, UserError)
+    assert "--env" in str(result.exception)
+    result = CliRunner().invoke(app, ["platform", command, "--env", "qa", *extra])
+    assert isinstance(result.exception, UserError)
+    assert "unknown environment 'qa'" in str(result.exception)
+
+
+def test_a_command_loads_settings_and_environment_once_and_the_policy_check_gets_overrides(
+    monkeypatch, tmp_path
+):
+    """`tuneops infra policy --env dev --set ...`: one load of each, and the environment the
+    gate sees is the one with the overrides (the gate itself is the policies tests' matter)."""
+    import infra.config
+    import infra.policy
+    from policies.gate import PolicyResult
+    from tuneops.cli import app
+
+    monkeypatch.setenv("TUNEOPS_CACHE_DIR", str(tmp_path / "cache"))
+    loads = {"settings": 0, "environment": 0}
+    real_settings, real_environment = infra.config.load_settings, infra.config.load_environment
+
+    def load_settings(*args, **kwargs):
+        loads["settings"] += 1
+        return real_settings(*args, **kwargs)
+
+    def load_environment(*args, **kwargs):
+        loads["environment"] += 1
+        return real_environment(*args, **kwargs)
+
+    seen = []
+
+    def check_stacks(env, settings, outdir=None):
+        seen.append((env, settings, outdir))
+        return PolicyResult("terraform_json", passed=1)
+
+    monkeypatch.setattr(infra.config, "load_settings", load_settings)
+    monkeypatch.setattr(infra.config, "load_environment", load_environment)
+    monkeypatch.setattr(infra.policy, "check_stacks", check_stacks)
+    args = ["infra", "policy", "--env", "dev", "--set", "owner=someone-else", "--no-synth"]
+    result = CliRunner().invoke(app, [*args, "--outdir", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert loads == {"settings": 1, "environment": 1}
+    ((env, settings, outdir),) = seen
+    assert env.name == "dev" and env.owner == "someone-else"
+    assert outdir == tmp_path / "out" and settings.stack_order[0] == "network"
 
 
 @pytest.mark.e2e

@@ -7,7 +7,17 @@ import json
 
 import pytest
 
-from infra.policy import check_manifests, check_stacks, check_terraform, load_skips
+from policies import gate
+from policies.gate import (
+    PolicyResult,
+    check_manifests,
+    check_terraform,
+    load_policy_settings,
+    load_skips,
+    run_manifest_gate,
+)
+from tuneops.core.errors import UserError
+from tuneops.core.paths import REPO_ROOT
 
 CUSTOM = {
     "CKV_TUNEOPS_1",
@@ -23,15 +33,19 @@ CUSTOM = {
 @pytest.fixture(scope="module")
 def synthesized_out(tmp_path_factory):
     from infra.app import synth
+    from infra.config import load_environment, load_settings
 
     out = tmp_path_factory.mktemp("cdktf.out")
-    synth(["staging", "prod"], out)
+    synth([load_environment("staging"), load_environment("prod")], load_settings(), out)
     return out
 
 
 @pytest.mark.parametrize("env", ["staging", "prod"])
 def test_staging_and_prod_pass_with_zero_failures(synthesized_out, env):
-    result = check_stacks(env, synthesized_out)
+    from infra.config import load_environment, load_settings
+    from infra.policy import check_stacks
+
+    result = check_stacks(load_environment(env), load_settings(), synthesized_out)
     assert result.failed == 0, result.failures
     assert result.ok
     # every custom check really ran over the stacks, next to checkov's own
@@ -185,3 +199,33 @@ def test_manifest_gate_passes_good_manifests_and_names_each_problem(tmp_path):
         "CKV_TUNEOPS_K8S_3",
         "CKV_TUNEOPS_K8S_4",
     } <= set(result.by_check)
+
+
+def test_settings_come_from_their_own_config_file_and_unknown_keys_are_errors(tmp_path):
+    settings = load_policy_settings()
+    for folder in (settings.terraform_checks, settings.kubernetes_checks):
+        assert (REPO_ROOT / folder / "__init__.py").is_file()  # checkov loads them
+    assert (REPO_ROOT / settings.skips).is_file()
+    assert settings.kubernetes_builtin_checks is False
+    bad = tmp_path / "policies.yaml"
+    bad.write_text("skip_list: policies/skips.yaml\n")
+    with pytest.raises(UserError, match="skip_list"):
+        load_policy_settings(bad)
+
+
+def test_manifest_gate_raises_one_line_naming_the_failures(monkeypatch, tmp_path):
+    failures = [f"CKV_TUNEOPS_K8S_{i} Deployment.tuneops.bad in x.yaml: rule" for i in range(7)]
+    results = {
+        "bad": PolicyResult("kubernetes", passed=3, failed=7, resources=1, failures=failures),
+        "good": PolicyResult("kubernetes", passed=12, resources=3),
+    }
+    monkeypatch.setattr(gate, "check_manifests", lambda paths: results[paths[0].name])
+    with pytest.raises(UserError) as caught:
+        run_manifest_gate([tmp_path / "bad"])
+    message = str(caught.value)
+    assert message.startswith("policy gate refused the manifests: CKV_TUNEOPS_K8S_0 ")
+    assert "CKV_TUNEOPS_K8S_4" in message and "CKV_TUNEOPS_K8S_5" not in message
+    assert message.endswith("(+2 more)") and "\n" not in message
+    assert run_manifest_gate([tmp_path / "good"]) == (
+        "12 passed, 0 failed, 0 skipped over 3 resources (kubernetes)"
+    )

@@ -3,30 +3,22 @@
     with ServerProcess("embedded:smollm2-135m-instruct") as server:
         client = openai.OpenAI(base_url=server.openai_url, api_key=server.token or "none")
 
-The server binds a free port on 127.0.0.1, the helper waits until ``/v2/health/ready`` says
-ready (or the process dies, whose log tail then becomes the error), and ``stop()`` sends SIGTERM
-so in-flight requests finish before the process exits.
+The server binds a free port on 127.0.0.1 and is started as ``python -m tuneops.cli serve``
+under ``tuneops.core.process.Supervisor``: it is ready when ``/v2/health/ready`` answers (a
+process that dies first makes its log tail the error), and ``stop()`` sends SIGTERM so in-flight
+requests finish before the process exits.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-from tuneops.core.errors import UserError
 from tuneops.core.paths import REPO_ROOT
+from tuneops.core.process import Supervisor, free_port, read_tail
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+READY_PATH = "/v2/health/ready"
 
 
 class ServerProcess:
@@ -52,9 +44,8 @@ class ServerProcess:
         self.token = token
         self.env = dict(env or {})
         self.startup_timeout = startup_timeout
-        self.log_path = Path(log_path) if log_path else None
-        self.proc: subprocess.Popen | None = None
-        self._log_file = None
+        self._log_path = Path(log_path) if log_path else None
+        self._process: Supervisor | None = None
 
     @property
     def url(self) -> str:
@@ -68,6 +59,14 @@ class ServerProcess:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        return self._process.proc if self._process else None
+
+    @property
+    def log_path(self) -> Path | None:
+        return self._process.log_path if self._process else self._log_path
+
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "tuneops.cli", "serve", "--model", self.model]
         cmd += ["--host", self.host, "--port", str(self.port)]
@@ -80,68 +79,32 @@ class ServerProcess:
         return cmd
 
     def start(self) -> ServerProcess:
-        import httpx
-
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        env = {**self.env, "PYTHONUNBUFFERED": "1"}
         if self.token:
             env["TUNEOPS_SERVE_TOKEN"] = self.token
-        if self.log_path is None:
-            fd, path = tempfile.mkstemp(prefix="tuneops-serve-", suffix=".log")
-            os.close(fd)
-            self.log_path = Path(path)
-        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 (lives as long as the server)
-        self.proc = subprocess.Popen(
+        self._process = Supervisor(
             self.command(),
-            cwd=REPO_ROOT,
+            name="the model server",
+            log_path=self._log_path,
             env=env,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            health_url=f"{self.url}{READY_PATH}",
+            start_timeout=self.startup_timeout,
         )
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise UserError(
-                    f"the model server exited with code {self.proc.returncode} before it was "
-                    f"ready; its log ends with:\n{self.log_tail()}"
-                )
-            try:
-                reply = httpx.get(f"{self.url}/v2/health/ready", timeout=2.0)
-                if reply.status_code == 200 and reply.json().get("ready"):
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        self.stop(timeout=5)
-        raise UserError(
-            f"the model server was not ready within {self.startup_timeout:.0f} s; "
-            f"log tail:\n{self.log_tail()}"
-        )
+        self._process.start()
+        return self
 
     def log_tail(self, lines: int = 30) -> str:
-        if not self.log_path or not self.log_path.exists():
-            return ""
-        text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+        return read_tail(self.log_path, lines)
 
     def terminate(self) -> None:
         """Send SIGTERM without waiting (the server drains in-flight requests, then exits)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        if self._process is not None:
+            self._process.terminate()
 
     def stop(self, timeout: float = 60.0) -> int | None:
         """SIGTERM, wait up to ``timeout`` for a clean exit, then kill. Returns the exit code."""
-        if self.proc is None:
-            return None
-        self.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        return self.proc.returncode
+        return self._process.stop(timeout) if self._process is not None else None
 
     def __enter__(self) -> ServerProcess:
         return self.start()

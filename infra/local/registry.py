@@ -1,0 +1,35 @@
+"""The services of the local platform, in the order they start (and stop in reverse).
+
+A new service is a module in this package with a ``Service`` subclass, imported here and added
+to ``build_services``.
+"""
+
+from __future__ import annotations
+
+from infra.config import Environment, InfraSettings
+from infra.local.mlflow_server import MlflowServerService
+from infra.local.model_server import ModelServerService
+from infra.local.moto import MotoService
+from infra.local.postgres import LocalPlatformSettings, PostgresService, load_platform_settings
+from infra.local.service import Service
+
+
+def build_services(
+    env: Environment,
+    settings: InfraSettings,
+    platform: LocalPlatformSettings | None = None,
+) -> dict[str, Service]:
+    """One instance of every service, by name in start order, wired to the local environment
+    ``env``: moto on its endpoint, MLflow's artifacts in its bucket on that endpoint."""
+    platform = platform or load_platform_settings()
+    moto = MotoService(endpoint=env.local_endpoint, seed=settings.local.moto_seed)
+    postgres = PostgresService(settings=platform)
+    mlflow = MlflowServerService(
+        settings=platform,
+        s3_endpoint=moto.url,
+        region=env.region,
+        postgres=postgres,
+        bucket=platform.mlflow.artifacts_bucket or env.bucket_names()["artifacts"],
+    )
+    model_server = ModelServerService(settings=platform, mlflow=mlflow)
+    return {service.name: service for service in (moto, postgres, mlflow, model_server)}
