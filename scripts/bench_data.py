@@ -142,25 +142,19 @@ def pairwise_baseline(texts: list[str], cfg) -> list:
     return found
 
 
-def main() -> int:
-    from workloads.data.config import load_data_config
-    from workloads.data.dedup import find_duplicates
-
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--dup-share", type=float, default=0.2)
     parser.add_argument("--pairwise-sample", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    cfg = load_data_config(overrides=args.overrides).dedup
-    print(
-        f"dedup settings: threshold {cfg.threshold}, num_perm {cfg.num_perm}, "
-        f"{cfg.shingle} {cfg.shingle_size}-gram shingles"
-    )
-    (texts, clusters), wall, _ = timed(generate, args.records, args.dup_share, args.seed)
-    print(f"generated {len(texts):,} records in {wall:.1f} s")
+
+def run_methods(texts: list[str], clusters: list[int], cfg, args: argparse.Namespace) -> list:
+    """One row per method: ``(name, records, wall s, CPU s, recall, precision, flagged)``."""
+    from workloads.data.dedup import find_duplicates
 
     rows = []
     dups, wall, cpu = timed(find_duplicates, texts, cfg, progress=True)
@@ -175,7 +169,10 @@ def main() -> int:
     )
     dups, wall, cpu = timed(find_duplicates, sample, cfg)
     rows.append(("minhash-lsh, same sample", len(sample), wall, cpu, *score(dups, sample_clusters)))
+    return rows
 
+
+def print_table(rows: list) -> None:
     print()
     print(
         f"{'method':<29}{'records':>9}{'wall s':>8}{'rec/s':>9}{'cpu s':>8}{'rec/cpu-s':>10}"
@@ -186,6 +183,10 @@ def main() -> int:
             f"{name:<29}{n:>9,}{wall:>8.2f}{n / wall:>9,.0f}{cpu:>8.2f}{n / cpu:>10,.0f}"
             f"{recall:>8.3f}{precision:>10.3f}{flagged:>9,}"
         )
+
+
+def print_ratios(rows: list) -> None:
+    """The project's stage against each baseline, the machine's load, and the goals."""
     project, exact, pairwise, lsh_sample = rows
     rate = project[1] / project[2]
     cpu_rate = project[1] / project[3]
@@ -215,6 +216,22 @@ def main() -> int:
         f"(wall {rate:,.0f}/s, CPU {cpu_rate:,.0f}/s)"
     )
     print(f"goal recall >= {GOAL_RECALL}: {'met' if met_recall else 'MISSED'} ({project[4]:.3f})")
+
+
+def main() -> int:
+    from workloads.data.config import load_data_config
+
+    args = parse_args()
+    cfg = load_data_config(overrides=args.overrides).dedup
+    print(
+        f"dedup settings: threshold {cfg.threshold}, num_perm {cfg.num_perm}, "
+        f"{cfg.shingle} {cfg.shingle_size}-gram shingles"
+    )
+    (texts, clusters), wall, _ = timed(generate, args.records, args.dup_share, args.seed)
+    print(f"generated {len(texts):,} records in {wall:.1f} s")
+    rows = run_methods(texts, clusters, cfg, args)
+    print_table(rows)
+    print_ratios(rows)
     return 0
 
 

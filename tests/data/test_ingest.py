@@ -11,8 +11,10 @@ from pipeline_helpers import FIXTURES, QA_ROWS, write_jsonl
 
 from tuneops.core.errors import UserError
 from workloads.data.config import DocsSource, GitHubSource, K8sApiSource, RecordsSource
-from workloads.data.ingest import ingest_docs, ingest_github, ingest_records, split_sections
-from workloads.data.k8s_api import ingest_k8s_api
+from workloads.data.ingest.docs import ingest_docs, split_sections
+from workloads.data.ingest.github import ingest_github
+from workloads.data.ingest.k8s_api import ingest_k8s_api
+from workloads.data.ingest.rows import ingest_records
 
 GITHUB = FIXTURES / "github"
 
@@ -211,7 +213,7 @@ def test_docs_folder_becomes_text_records_and_short_sections_are_rejected(tmp_pa
 
 
 def test_question_generation_reply_parsing():
-    from workloads.data.qgen import parse_pairs
+    from workloads.data.ingest.qgen import parse_pairs
 
     reply = 'Sure:\n[{"question": "What drains a node?", "answer": "kubectl drain."}]'
     assert parse_pairs(reply) == [{"question": "What drains a node?", "answer": "kubectl drain."}]

@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 
 from workloads.data.config import DocsSource
-from workloads.data.ingest import IngestContext, ingest_docs
-from workloads.data.qgen import generate_pairs
+from workloads.data.ingest.context import IngestContext
+from workloads.data.ingest.docs import ingest_docs
+from workloads.data.ingest.qgen import generate_pairs
 
 
 @pytest.mark.e2e
@@ -54,7 +55,7 @@ def test_generation_needs_an_endpoint():
 def test_unreachable_endpoint_is_a_user_error(tmp_path):
     from tuneops.core.errors import UserError
     from workloads.data.config import QuestionGeneration
-    from workloads.serve.process import free_port
+    from tuneops.core.process import free_port
 
     cfg = QuestionGeneration(
         enabled=True, base_url=f"http://127.0.0.1:{free_port()}/v1", timeout_s=2

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from policies import gate as policy_gate
 from tuneops.core.errors import UserError
-from workloads.deploy import gitops, policy
+from workloads.deploy import gitops
 from workloads.deploy.config import load_deploy_config
 from workloads.deploy.validate import validate_manifest
 
@@ -21,7 +22,7 @@ V2 = "s3://tuneops-dev-artifacts/1/models/m-v2/artifacts"
 @pytest.fixture(autouse=True)
 def _no_policy_gate(monkeypatch):
     """These tests are about rendering; the policy gate has its own test below."""
-    monkeypatch.setattr(policy, "find_gate", lambda: None)
+    monkeypatch.setattr(gitops, "run_manifest_gate", lambda paths: "skipped")
 
 
 def _load(root: Path, env: str, rel: str) -> dict:
@@ -185,7 +186,7 @@ def test_canary_in_knative_mode_uses_canary_traffic_percent(tmp_path):
 
 def test_promote_refuses_bad_requests(tmp_path):
     cfg = load_deploy_config("dev")
-    with pytest.raises(UserError, match="render dev"):
+    with pytest.raises(UserError, match="render --env dev"):
         gitops.promote(cfg, model=V2, canary=10, full=False, root=tmp_path)
     gitops.render(cfg, model=V1, root=tmp_path)
     with pytest.raises(UserError, match="exactly one"):
@@ -229,9 +230,12 @@ def test_a_refusing_policy_gate_keeps_the_old_files(tmp_path, monkeypatch):
 
     def gate(paths):
         seen.extend(paths)
-        return ["CKV_K8S_TEST: refused for the test"]
+        return policy_gate.PolicyResult(
+            "kubernetes", failed=1, failures=["CKV_K8S_TEST: refused for the test"]
+        )
 
-    monkeypatch.setattr(policy, "find_gate", lambda: gate)
+    monkeypatch.setattr(policy_gate, "check_manifests", gate)
+    monkeypatch.setattr(gitops, "run_manifest_gate", policy_gate.run_manifest_gate)
     with pytest.raises(UserError, match="policy gate refused"):
         gitops.promote(cfg, model=V2, canary=10, full=False, root=tmp_path)
     assert {p.name for p in seen} >= {"inferenceservice-canary.yaml", "httproute.yaml"}
@@ -269,7 +273,7 @@ def test_models_uri_resolves_through_the_registry(tmp_path, mlflow_uri):
 def test_cli_prints_diff_and_one_line_errors(tmp_path):
     cmd = [sys.executable, "-m", "tuneops.cli"]
     out = subprocess.run(
-        [*cmd, "gitops", "render", "dev", "--model", V1, "--out", str(tmp_path)],
+        [*cmd, "gitops", "render", "--env", "dev", "--model", V1, "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         check=True,
@@ -281,6 +285,7 @@ def test_cli_prints_diff_and_one_line_errors(tmp_path):
             *cmd,
             "release",
             "promote",
+            "--env",
             "dev",
             "--model",
             V2,
@@ -295,8 +300,35 @@ def test_cli_prints_diff_and_one_line_errors(tmp_path):
     )
     assert "weight: 10" in out.stdout and "canary" in out.stdout
     bad = subprocess.run(
-        [*cmd, "release", "promote", "nowhere", "--full"], capture_output=True, text=True
+        [*cmd, "release", "promote", "--env", "nowhere", "--full"], capture_output=True, text=True
     )
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("error: no deploy config for environment 'nowhere'")
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("words", "new"),
+    [
+        (["gitops", "render", "dev"], "tuneops gitops render --env dev"),
+        (["release", "promote", "staging", "--full"], "tuneops release promote --env staging"),
+        (["release", "rollback", "prod"], "tuneops release rollback --env prod"),
+    ],
+)
+def test_cli_refuses_the_positional_environment_naming_the_option(words, new):
+    bad = subprocess.run(
+        [sys.executable, "-m", "tuneops.cli", *words], capture_output=True, text=True
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().startswith("error: the environment is now an option")
+    assert f"`{new}`" in bad.stderr
+    assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_model_references_other_than_registry_and_s3_are_refused():
+    cfg = load_deploy_config("dev")
+    assert gitops.resolve_model_version(V1 + "/", cfg).storage_uri == V1
+    with pytest.raises(UserError, match="give models:/<name>@<alias>"):
+        gitops.resolve_model_version("embedded:smollm2-135m-instruct", cfg)
+    with pytest.raises(UserError, match="add @<alias> or /<version>"):
+        gitops.resolve_model_version("models:/cloudops-assistant", cfg)

@@ -1,4 +1,4 @@
-"""Commands of this area; wired into the `tuneops` CLI by tuneops/cli.py (`tuneops data ...`)."""
+"""Commands of this area; wired into the `tuneops` CLI by `tuneops/cli/` (`tuneops data ...`)."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from tuneops.core.config import StrictModel, load_config
 from tuneops.core.paths import CONFIG_DIR, REPO_ROOT
+from workloads.models.refs import DEFAULT_MODEL
 
 DEFAULT_CONFIG = CONFIG_DIR / "data" / "default.yaml"
 OnError = Literal["fail", "quarantine"]
@@ -128,7 +129,7 @@ class NormaliseConfig(StrictModel):
 
 
 class ValidationConfig(StrictModel):
-    tokenizer: str = "embedded:smollm2-135m-instruct"
+    tokenizer: str = DEFAULT_MODEL
     max_length: int = Field(512, ge=16, description="tokens after chat templating")
     min_turn_chars: int = Field(2, ge=1)
     max_turn_chars: int = Field(12000, ge=10)

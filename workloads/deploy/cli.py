@@ -1,6 +1,7 @@
-"""Commands of this area; wired into the `tuneops` CLI by tuneops/cli.py.
+"""Commands of this area; wired into the `tuneops` CLI by `tuneops/cli/`.
 
-``tuneops gitops render``, ``tuneops release promote|rollback`` and ``tuneops images lint|build``.
+``tuneops gitops render``, ``tuneops release promote|rollback`` and ``tuneops images lint|build``;
+each takes the environment as ``--env NAME``.
 (``tuneops train --on-cluster`` lives with the train commands and calls
 ``workloads.deploy.trainjob.run_on_cluster``.)
 """
@@ -23,6 +24,20 @@ app.add_typer(images_app, name="images", help="Lint, build and push the containe
 
 SET_HELP = "Override one value of configs/deploy/<env>.yaml, e.g. serving.max_replicas=4."
 ROOT_HELP = "Folder holding one folder per environment (default: gitops/envs)."
+ENV_HELP = "Environment: a file configs/deploy/<env>.yaml."
+
+
+def _old_env_argument(command: str):
+    """The environment as a positional argument, the old spelling: hidden, and refused with the
+    new one named. It is checked while the line is parsed, before the missing --env is."""
+
+    def refuse(value: str | None) -> str | None:
+        from tuneops.core.environments import refuse_positional_env
+
+        refuse_positional_env(value, command)
+        return value
+
+    return typer.Argument(None, hidden=True, callback=refuse)
 
 
 def _show(result, action: str) -> None:
@@ -53,7 +68,8 @@ def _show(result, action: str) -> None:
 
 @gitops_app.command("render")
 def render_cmd(
-    env: str = typer.Argument(..., help="Environment: a file configs/deploy/<env>.yaml."),
+    old_env: str | None = _old_env_argument("gitops render"),
+    env: str = typer.Option(..., "--env", help=ENV_HELP),
     model: str | None = typer.Option(
         None,
         "--model",
@@ -73,7 +89,8 @@ def render_cmd(
 
 @release_app.command("promote")
 def promote_cmd(
-    env: str = typer.Argument(..., help="Environment: a file configs/deploy/<env>.yaml."),
+    old_env: str | None = _old_env_argument("release promote"),
+    env: str = typer.Option(..., "--env", help=ENV_HELP),
     model: str | None = typer.Option(
         None,
         "--model",
@@ -98,7 +115,8 @@ def promote_cmd(
 
 @release_app.command("rollback")
 def rollback_cmd(
-    env: str = typer.Argument(..., help="Environment: a file configs/deploy/<env>.yaml."),
+    old_env: str | None = _old_env_argument("release rollback"),
+    env: str = typer.Option(..., "--env", help=ENV_HELP),
     root: Path | None = typer.Option(None, "--out", help=ROOT_HELP),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:

@@ -24,14 +24,16 @@ from typing import Any
 
 import yaml
 
+from policies.gate import run_manifest_gate
 from tuneops.core.errors import UserError
 from tuneops.core.io import atomic_dir
-from tuneops.core.paths import REPO_ROOT
+from tuneops.core.paths import REPO_ROOT, default_tracking_uri
 from workloads.deploy.config import DeployConfig
 from workloads.deploy.manifests import Canary, ModelVersion, ReleaseState, env_manifests
 from workloads.deploy.manifests import state_from_configmap as _state_from_cm
-from workloads.deploy.policy import run_policy_gate
 from workloads.deploy.validate import validate_manifest
+from workloads.models.refs import parse_ref
+from workloads.models.registry import lookup_version, registry_client
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,8 @@ def env_dir(cfg: DeployConfig, root: Path | None = None) -> Path:
 
 def header(cfg: DeployConfig) -> str:
     return (
-        f"# Rendered by `tuneops gitops render {cfg.env}` from configs/deploy/{cfg.env}.yaml.\n"
+        f"# Rendered by `tuneops gitops render --env {cfg.env}` "
+        f"from configs/deploy/{cfg.env}.yaml.\n"
         "# Change the config or run `tuneops release ...`; edits here are overwritten.\n"
     )
 
@@ -80,37 +83,36 @@ def resolve_model_version(ref: str, cfg: DeployConfig) -> ModelVersion:
     (its storage URI; ``mlflow-artifacts:/`` maps onto the tracking server's artifact bucket);
     ``s3://`` URIs are taken as they are.
     """
-    if ref.startswith("s3://"):
-        return ModelVersion(ref=ref, storage_uri=ref.rstrip("/"))
-    if not ref.startswith("models:/"):
+    parsed = parse_ref(ref)
+    if parsed.kind == "s3":
+        return ModelVersion(ref=parsed.text, storage_uri=parsed.text.rstrip("/"))
+    if not parsed.is_registry:
         raise UserError(
             f"model {ref!r}: give models:/<name>@<alias>, models:/<name>/<version> or s3://..."
         )
+    if parsed.alias is None and parsed.version is None:
+        raise UserError(f"model {ref!r}: add @<alias> or /<version>")
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    from tuneops.core.paths import default_tracking_uri
 
     tracking = cfg.registry.tracking_uri or default_tracking_uri()
-    body = ref[len("models:/") :]
-    client = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
+    client = registry_client(tracking)
+    found = lookup_version(parsed, client=client)
+    if found is None:
+        raise UserError(
+            f"cannot resolve {ref} in the registry at {tracking}: no such registered version"
+        )
     try:
-        if "@" in body:
-            name, alias = body.split("@", 1)
-            mv = client.get_model_version_by_alias(name, alias)
-        elif "/" in body:
-            name, version = body.split("/", 1)
-            mv = client.get_model_version(name, version)
-        else:
-            raise UserError(f"model {ref!r}: add @<alias> or /<version>")
-        uri = client.get_model_version_download_uri(mv.name, mv.version)
+        uri = client.get_model_version_download_uri(found.name, found.version)
     except MlflowException as exc:
         raise UserError(
             f"cannot resolve {ref} in the registry at {tracking}: {exc.message}"
         ) from exc
-    uri = _storage_uri(uri, cfg)
     return ModelVersion(
-        ref=ref, name=mv.name, version=str(mv.version), run_id=mv.run_id, storage_uri=uri
+        ref=parsed.text,
+        name=found.name,
+        version=found.version,
+        run_id=found.run_id,
+        storage_uri=_storage_uri(uri, cfg),
     )
 
 
@@ -210,7 +212,7 @@ def write_env(
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(text, encoding="utf-8")
         if policy:
-            policy_note = run_policy_gate([tmp / rel for rel in texts])
+            policy_note = run_manifest_gate([tmp / rel for rel in texts])
     return RenderResult(
         env=cfg.env,
         path=target,
@@ -243,8 +245,8 @@ def render(
             if state.canary is not None:
                 raise UserError(
                     f"{cfg.env} runs a canary of {state.canary.model.label()}: finish it with "
-                    f"`tuneops release promote {cfg.env} --full` or drop it with "
-                    f"`tuneops release rollback {cfg.env}` before switching models"
+                    f"`tuneops release promote --env {cfg.env} --full` or drop it with "
+                    f"`tuneops release rollback --env {cfg.env}` before switching models"
                 )
             state = ReleaseState(stable=pinned, previous=state.stable)
     return write_env(cfg, state, root=root, policy=policy)
@@ -265,7 +267,8 @@ def promote(
     state = read_state(cfg, root)
     if state is None:
         raise UserError(
-            f"{cfg.env} has no rendered release yet: run `tuneops gitops render {cfg.env}` first"
+            f"{cfg.env} has no rendered release yet: "
+            f"run `tuneops gitops render --env {cfg.env}` first"
         )
     if canary is not None:
         if not 1 <= canary <= 99:

@@ -71,41 +71,42 @@ def canary_name(cfg: DeployConfig) -> str:
     return f"{cfg.serving.name}-canary"
 
 
-def inference_service(
-    cfg: DeployConfig, model: ModelVersion, *, name: str, role: str, canary_percent: int | None
-) -> dict[str, Any]:
-    """The KServe InferenceService serving ``model`` with the project's server image."""
-    from kserve import V1beta1InferenceService, V1beta1InferenceServiceSpec, V1beta1PredictorSpec
+def _gpu_placement(
+    cfg: DeployConfig, requests: dict, limits: dict
+) -> tuple[list | None, dict | None]:
+    """On a GPU pool: ask for the GPUs and tolerate the pool's taint. Returns the tolerations
+    and node selector (None without a GPU)."""
+    from kubernetes.client import V1Toleration
+
+    serving = cfg.serving
+    if not serving.gpu:
+        return None, None
+    limits["nvidia.com/gpu"] = str(serving.gpus)
+    requests["nvidia.com/gpu"] = str(serving.gpus)
+    tol = cfg.gpu.toleration
+    tolerations = [
+        V1Toleration(key=tol.key, operator=tol.operator, value=tol.value, effect=tol.effect)
+    ]
+    return tolerations, dict(cfg.gpu.node_selector) or None
+
+
+def _server_container(cfg: DeployConfig, model: ModelVersion, requests: dict, limits: dict):
+    """The project's model server container, reading the model from ``STORAGE_URI``."""
     from kubernetes.client import (
         V1Capabilities,
         V1Container,
         V1ContainerPort,
         V1EnvVar,
         V1HTTPGetAction,
-        V1ObjectMeta,
         V1Probe,
         V1ResourceRequirements,
         V1SecurityContext,
-        V1Toleration,
     )
 
     serving = cfg.serving
-    requests = dict(serving.resources.requests)
-    limits = dict(serving.resources.limits)
-    tolerations = None
-    node_selector = None
-    if serving.gpu:
-        limits["nvidia.com/gpu"] = str(serving.gpus)
-        requests["nvidia.com/gpu"] = str(serving.gpus)
-        tol = cfg.gpu.toleration
-        tolerations = [
-            V1Toleration(key=tol.key, operator=tol.operator, value=tol.value, effect=tol.effect)
-        ]
-        node_selector = dict(cfg.gpu.node_selector) or None
-
     env = [V1EnvVar(name="STORAGE_URI", value=model.storage_uri)]
     env += [V1EnvVar(name=k, value=v) for k, v in sorted(serving.env.items())]
-    container = V1Container(
+    return V1Container(
         name="kserve-container",
         image=cfg.serving_image(),
         args=["serve", "--model", MODEL_MOUNT, "--port", str(serving.port), *serving.extra_args],
@@ -129,22 +130,39 @@ def inference_service(
             capabilities=V1Capabilities(drop=["ALL"]),
         ),
     )
+
+
+def _annotations(cfg: DeployConfig, model: ModelVersion) -> dict[str, str]:
     annotations = {
-        "serving.kserve.io/deploymentMode": KSERVE_MODE[serving.mode],
+        "serving.kserve.io/deploymentMode": KSERVE_MODE[cfg.serving.mode],
         "tuneops.io/model-ref": model.ref,
         "tuneops.io/storage-uri": model.storage_uri,
     }
     if model.version:
         annotations["tuneops.io/model-version"] = model.version
-    if serving.mode == "standard":
+    if cfg.serving.mode == "standard":
         annotations["serving.kserve.io/autoscalerClass"] = "hpa"
+    return annotations
+
+
+def inference_service(
+    cfg: DeployConfig, model: ModelVersion, *, name: str, role: str, canary_percent: int | None
+) -> dict[str, Any]:
+    """The KServe InferenceService serving ``model`` with the project's server image."""
+    from kserve import V1beta1InferenceService, V1beta1InferenceServiceSpec, V1beta1PredictorSpec
+    from kubernetes.client import V1ObjectMeta
+
+    serving = cfg.serving
+    requests = dict(serving.resources.requests)
+    limits = dict(serving.resources.limits)
+    tolerations, node_selector = _gpu_placement(cfg, requests, limits)
     predictor = V1beta1PredictorSpec(
         service_account_name=serving.service_account,
         min_replicas=serving.min_replicas,
         max_replicas=serving.max_replicas,
         scale_metric=serving.scale_metric,
         scale_target=serving.scale_target,
-        containers=[container],
+        containers=[_server_container(cfg, model, requests, limits)],
         tolerations=tolerations,
         node_selector=node_selector,
         canary_traffic_percent=canary_percent,
@@ -156,7 +174,7 @@ def inference_service(
             name=name,
             namespace=serving.namespace,
             labels=_labels(cfg, role),
-            annotations=annotations,
+            annotations=_annotations(cfg, model),
         ),
         spec=V1beta1InferenceServiceSpec(predictor=predictor),
     )

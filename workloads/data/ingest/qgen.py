@@ -16,6 +16,7 @@ from typing import Any
 
 from tuneops.core.errors import UserError
 from workloads.data.config import QuestionGeneration
+from workloads.data.ingest.context import IngestContext
 from workloads.data.records import chat_record, qa_messages
 
 INSTRUCTION = (
@@ -51,7 +52,7 @@ def parse_pairs(reply: str) -> list[dict[str, str]] | None:
 
 
 def generate_pairs(
-    sections: list[dict[str, Any]], cfg: QuestionGeneration, ctx
+    sections: list[dict[str, Any]], cfg: QuestionGeneration, ctx: IngestContext
 ) -> list[dict[str, Any]]:
     import openai
     from tqdm import tqdm
