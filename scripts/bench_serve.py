@@ -315,7 +315,8 @@ def run_bench(args: argparse.Namespace, console) -> tuple[dict, int, Any]:
     """Start both servers, measure them, stop them: (results, threads, precision)."""
     from workloads.models import resolve_model
     from workloads.serve.config import cpu_threads
-    from workloads.serve.process import ServerProcess, free_port
+    from tuneops.core.process import free_port
+    from workloads.serve.process import ServerProcess
 
     model_dir = str(resolve_model(args.model))
     threads = cpu_threads(0)

@@ -1,3 +1,3 @@
-"""tuneops: the base layer (errors, config, atomic I/O, paths) and the CLI over it all."""
+"""tuneops: the core layer (``tuneops.core``) at the bottom and the CLI (``tuneops.cli``) on top."""
 
 __version__ = "0.1.0"

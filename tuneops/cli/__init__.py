@@ -1,8 +1,9 @@
 """The `tuneops` command line: one entry point over every area of the project.
 
-Each area owns a typer app in its own ``cli`` module; groups are mounted under a name
-(``tuneops data build``), single commands are merged at the top (``tuneops train``).
-Heavy libraries are imported inside the commands, so ``tuneops --help`` stays fast.
+The top layer: it imports every area and nothing imports it. Each area owns a typer app in its
+own ``cli`` module; groups are mounted under a name (``tuneops data build``), single commands
+are merged at the top (``tuneops train``). Heavy libraries are imported inside the commands, so
+``tuneops --help`` stays fast. ``tuneops demo`` runs ``tuneops.cli.demo``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 
 import typer
 
+import tuneops
 from infra.cli import app as infra_app
 from tuneops.core.errors import UserError
 from workloads.data.cli import app as data_app
@@ -36,10 +38,25 @@ for merged in (train_app, evaluate_app, registry_app, serve_app, deploy_app, inf
     app.add_typer(merged)
 
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tuneops {tuneops.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Fine-tune, evaluate, serve and ship language models on Kubernetes."""
+
+
 @app.command()
 def demo() -> None:
     """Run the whole loop on the embedded default model, on this machine."""
-    from tuneops.demo import run_demo
+    from tuneops.cli.demo.runner import run_demo
 
     run_demo()
 

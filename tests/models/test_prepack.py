@@ -84,4 +84,3 @@ def test_load_model_without_prepack_keeps_plain_linears(tiny_model_dir):
     loaded = load_model(str(tiny_model_dir), dtype="float32", device="cpu")
     assert loaded.packed_linears == 0
     assert any(type(m) is torch.nn.Linear for m in loaded.model.modules())
-
