@@ -313,9 +313,9 @@ def results_table(title: str, results: dict[str, list[dict]], ratios: list[dict]
 
 def run_bench(args: argparse.Namespace, console) -> tuple[dict, int, Any]:
     """Start both servers, measure them, stop them: (results, threads, precision)."""
+    from tuneops.core.process import free_port
     from workloads.models import resolve_model
     from workloads.serve.config import cpu_threads
-    from tuneops.core.process import free_port
     from workloads.serve.process import ServerProcess
 
     model_dir = str(resolve_model(args.model))

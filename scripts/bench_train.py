@@ -81,12 +81,12 @@ def _bench_config(kind: str, snapshot: Path, work: Path):
         overrides=[
             f"dataset={snapshot}",
             f"output_dir={work / kind}",
-            f"mlflow.tracking_uri=sqlite:///{work / kind}-mlflow.db",
+            f"tracking.uri=sqlite:///{work / kind}-mlflow.db",
             "optim.epochs=1",
             "optim.max_steps=-1",
             "checkpoint.every_steps=0",
             "merge=false",
-            "mlflow.log_model=false",
+            "tracking.log_model=false",
         ]
     )
 

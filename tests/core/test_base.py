@@ -134,3 +134,24 @@ def test_cli_turns_user_errors_into_one_line(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.strip() == "error: config x.yaml: field rank must be positive"
     assert "Traceback" not in err
+
+
+def test_a_misspelt_environment_overlay_is_an_error_naming_the_known_ones(tmp_path):
+    from tuneops.core.config import load_config
+    from tuneops.core.environments import environment_names
+
+    base = tmp_path / "default.yaml"
+    base.write_text("name: x\n")
+    assert environment_names() == ["dev", "local", "prod", "staging"]
+    with pytest.raises(UserError, match=r"unknown environment 'stagign'; known: dev, local"):
+        load_config(Cfg, base, env="stagign")
+    # A known environment without an overlay file uses the base config.
+    assert load_config(Cfg, base, env="staging").name == "x"
+
+
+def test_the_old_positional_environment_is_refused_with_the_new_spelling():
+    from tuneops.core.environments import refuse_positional_env
+
+    refuse_positional_env(None, "gitops render")
+    with pytest.raises(UserError, match=r"`tuneops gitops render --env dev`"):
+        refuse_positional_env("dev", "gitops render")

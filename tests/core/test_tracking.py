@@ -28,3 +28,29 @@ def test_servers_keep_their_own_artifact_default():
     assert artifact_root("http://127.0.0.1:5000") is None
     assert artifact_root("postgresql://u@127.0.0.1/mlflow") is None
     assert artifact_root("sqlite:////data/mlflow.db") == "file:///data/mlartifacts"
+
+
+def test_every_config_spells_the_tracking_uri_one_way():
+    """train, eval, registry and deploy all take `tracking.uri`; the old spellings are refused."""
+    import pytest
+
+    from tuneops.core.errors import UserError
+    from tuneops.core.tracking import TrackingConfig
+    from workloads.deploy.config import load_deploy_config
+    from workloads.evaluate.config import load_eval_config
+    from workloads.registry.config import load_registry_config
+    from workloads.train.config import load_train_config
+
+    uri = "sqlite:////tmp/one-spelling.db"
+    loaders = {
+        "train": (load_train_config, "mlflow.tracking_uri"),
+        "eval": (load_eval_config, "tracking.tracking_uri"),
+        "registry": (load_registry_config, "tracking_uri"),
+        "deploy": (lambda **kw: load_deploy_config("dev", **kw), "registry.tracking_uri"),
+    }
+    for area, (load, old) in loaders.items():
+        cfg = load(overrides=[f"tracking.uri={uri}"])
+        assert isinstance(cfg.tracking, TrackingConfig), area
+        assert cfg.tracking.resolved_uri == uri, area
+        with pytest.raises(UserError):
+            load(overrides=[f"{old}={uri}"])

@@ -54,8 +54,8 @@ def test_generation_needs_an_endpoint():
 
 def test_unreachable_endpoint_is_a_user_error(tmp_path):
     from tuneops.core.errors import UserError
-    from workloads.data.config import QuestionGeneration
     from tuneops.core.process import free_port
+    from workloads.data.config import QuestionGeneration
 
     cfg = QuestionGeneration(
         enabled=True, base_url=f"http://127.0.0.1:{free_port()}/v1", timeout_s=2

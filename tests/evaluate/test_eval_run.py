@@ -66,7 +66,7 @@ def test_eval_scores_reports_and_logs_to_the_candidate_run(
             f"generation.max_new_tokens={budget}",
             "generation.batch_size=4",
             "generation.dtype=float32",
-            f"tracking.tracking_uri={mlflow_uri}",
+            f"tracking.uri={mlflow_uri}",
         ]
     )
     baselines = {"base": str(tiny_model_dir), "champion": "models:/cloudops-assistant@champion"}

@@ -47,7 +47,7 @@ def test_judge_grades_answers_through_the_model_server(server, tmp_path, mlflow_
             "judge.enabled=true",
             "judge.max_tokens=8",
             f"judge.base_url={server.openai_url}",
-            f"tracking.tracking_uri={mlflow_uri}",
+            f"tracking.uri={mlflow_uri}",
         ]
     )
     tokens_before = _counter(server, "tuneops_serve_generated_tokens_total")

@@ -40,7 +40,7 @@ class Registry:
         from workloads.registry.config import load_registry_config
 
         self.uri = mlflow_uri
-        self.config = load_registry_config(overrides=[f"tracking_uri={mlflow_uri}"])
+        self.config = load_registry_config(overrides=[f"tracking.uri={mlflow_uri}"])
         self.client = MlflowClient(mlflow_uri)
 
     def register(self, model_dir: Path) -> str:
@@ -76,7 +76,7 @@ def _eval_champion(mlflow_uri: str, out: Path, v1: Path, v2: Path, **kwargs):
             "generation.max_new_tokens=8",
             "generation.batch_size=8",
             "generation.dtype=float32",
-            f"tracking.tracking_uri={mlflow_uri}",
+            f"tracking.uri={mlflow_uri}",
         ]
     )
     return run_eval(cfg, CHAMPION, {"v1": str(v1), "v2": str(v2)}, output_dir=out, **kwargs)

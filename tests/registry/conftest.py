@@ -17,7 +17,7 @@ DIGEST = "bench-digest-1"
 def registry_config(mlflow_uri):
     from workloads.registry.config import load_registry_config
 
-    return load_registry_config(overrides=[f"tracking_uri={mlflow_uri}"])
+    return load_registry_config(overrides=[f"tracking.uri={mlflow_uri}"])
 
 
 @pytest.fixture

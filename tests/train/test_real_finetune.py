@@ -73,7 +73,7 @@ def test_short_real_finetune_learns_logs_and_loads(
         embedded_model_dir,
         snapshot_dir,
         tmp_path / "run",
-        f"mlflow.tracking_uri={mlflow_uri}",
+        f"tracking.uri={mlflow_uri}",
         "optim.epochs=2",
         "optim.learning_rate=1e-3",
         "checkpoint.every_steps=0",

@@ -21,7 +21,7 @@ TUNEOPS = [sys.executable, "-m", "tuneops.cli"]
 def _args(model: Path, snapshot: Path, out: Path, *extra: str) -> list[str]:
     sets = [
         f"base_model={model}",
-        f"mlflow.tracking_uri=sqlite:///{out.parent / 'mlflow.db'}",
+        f"tracking.uri=sqlite:///{out.parent / 'mlflow.db'}",
         "data.max_length=128",
         "data.max_eval_examples=4",
         "optim.batch_size=1",
@@ -29,7 +29,7 @@ def _args(model: Path, snapshot: Path, out: Path, *extra: str) -> list[str]:
         "checkpoint.every_steps=5",
         "checkpoint.keep=10",
         "merge=false",
-        "mlflow.log_model=false",
+        "tracking.log_model=false",
         *extra,
     ]
     args = ["train", "--dataset", str(snapshot), "--output", str(out)]

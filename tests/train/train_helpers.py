@@ -13,7 +13,7 @@ def config_for(model_dir: Path, snapshot: Path, out: Path, *extra: str):
             f"base_model={model_dir}",
             f"dataset={snapshot}",
             f"output_dir={out}",
-            f"mlflow.tracking_uri=sqlite:///{out.parent / 'mlflow.db'}",
+            f"tracking.uri=sqlite:///{out.parent / 'mlflow.db'}",
             "data.max_length=256",
             *extra,
         ]

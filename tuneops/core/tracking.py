@@ -12,6 +12,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tuneops.core.config import StrictModel
+from tuneops.core.paths import default_tracking_uri
+
+
+class TrackingConfig(StrictModel):
+    """Where runs and the model registry live. Every config spells it the same way,
+    ``tracking.uri`` (``--set tracking.uri=http://...``); null is ``MLFLOW_TRACKING_URI``,
+    else the SQLite store under the cache."""
+
+    uri: str | None = None
+
+    @property
+    def resolved_uri(self) -> str:
+        return self.uri or default_tracking_uri()
+
 
 def artifact_root(tracking_uri: str) -> str | None:
     """Where a new experiment's artifacts go for this store; None leaves MLflow's default."""

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from tuneops.core.config import StrictModel, load_config
 from tuneops.core.errors import UserError
 from tuneops.core.paths import CONFIG_DIR
+from tuneops.core.tracking import TrackingConfig
 
 DEPLOY_CONFIG_DIR = CONFIG_DIR / "deploy"
 
@@ -170,9 +171,6 @@ class ArgoCDConfig(StrictModel):
 class RegistryRefConfig(StrictModel):
     # Registered model promoted by default (contract: cloudops-assistant@champion).
     model: str = "models:/cloudops-assistant@champion"
-    # MLflow tracking server that holds the registry; null: MLFLOW_TRACKING_URI or the local
-    # default store.
-    tracking_uri: str | None = None
     # Where the tracking server keeps artifacts. A `mlflow-artifacts:/x` URI that the
     # registry returns maps to `<artifacts_destination>/x`, the location KServe downloads.
     artifacts_destination: str | None = None
@@ -222,6 +220,8 @@ class DeployConfig(StrictModel):
     gpu: GpuPlacement = Field(default_factory=GpuPlacement)
     argocd: ArgoCDConfig
     registry: RegistryRefConfig = Field(default_factory=RegistryRefConfig)
+    # The MLflow tracking server that holds the registry.
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     training: TrainingConfig
     # Kubernetes version whose schemas validate the core kinds.
     kubernetes_version: str = "1.31"

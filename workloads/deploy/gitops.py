@@ -27,7 +27,7 @@ import yaml
 from policies.gate import run_manifest_gate
 from tuneops.core.errors import UserError
 from tuneops.core.io import atomic_dir
-from tuneops.core.paths import REPO_ROOT, default_tracking_uri
+from tuneops.core.paths import REPO_ROOT
 from workloads.deploy.config import DeployConfig
 from workloads.deploy.manifests import Canary, ModelVersion, ReleaseState, env_manifests
 from workloads.deploy.manifests import state_from_configmap as _state_from_cm
@@ -94,7 +94,7 @@ def resolve_model_version(ref: str, cfg: DeployConfig) -> ModelVersion:
         raise UserError(f"model {ref!r}: add @<alias> or /<version>")
     from mlflow.exceptions import MlflowException
 
-    tracking = cfg.registry.tracking_uri or default_tracking_uri()
+    tracking = cfg.tracking.resolved_uri
     client = registry_client(tracking)
     found = lookup_version(parsed, client=client)
     if found is None:

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from tuneops.core.config import StrictModel, load_config
 from tuneops.core.paths import CONFIG_DIR, REPO_ROOT
+from tuneops.core.tracking import TrackingConfig
 
 DEFAULT_CONFIG = CONFIG_DIR / "eval" / "default.yaml"
 
@@ -75,8 +76,7 @@ class ReportConfig(StrictModel):
     worst_n: int = Field(default=10, ge=0)
 
 
-class TrackingConfig(StrictModel):
-    tracking_uri: str | None = None
+class EvalTracking(TrackingConfig):
     experiment: str = "tuneops-eval"
 
 
@@ -89,7 +89,7 @@ class EvalConfig(StrictModel):
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    tracking: EvalTracking = Field(default_factory=EvalTracking)
 
 
 def load_eval_config(

@@ -12,7 +12,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from tuneops.core.paths import default_tracking_uri
 from tuneops.core.tracking import use_experiment
 from workloads.evaluate.config import EvalConfig
 from workloads.evaluate.results import EvalResult, ModelEval
@@ -22,7 +21,7 @@ BATCH = 900  # metrics per log_batch call (MLflow accepts at most 1000)
 
 
 def tracking_uri(config: EvalConfig) -> str:
-    return config.tracking.tracking_uri or default_tracking_uri()
+    return config.tracking.resolved_uri
 
 
 def mlflow_client(config: EvalConfig) -> Any:

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from tuneops.core.config import StrictModel, load_config
 from tuneops.core.paths import CONFIG_DIR
+from tuneops.core.tracking import TrackingConfig
 
 DEFAULT_CONFIG = CONFIG_DIR / "registry" / "default.yaml"
 
@@ -31,7 +32,7 @@ class GateConfig(StrictModel):
 class RegistryConfig(StrictModel):
     name: str = Field(default="cloudops-assistant", min_length=1)
     model_artifact_path: str = "model"
-    tracking_uri: str | None = None
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     aliases: Aliases = Field(default_factory=Aliases)
     gate: GateConfig = Field(default_factory=GateConfig)
     card_limits: list[str] = Field(default_factory=list)

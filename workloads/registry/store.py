@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from tuneops.core.errors import UserError
-from tuneops.core.paths import default_tracking_uri
 from workloads.models.refs import registry_uri
 from workloads.models.registry import RegisteredVersion, lookup_version, registry_client
 from workloads.registry.config import RegistryConfig
@@ -15,7 +14,7 @@ def client_for(config: RegistryConfig) -> Any:
     """A client for the config's store, also made the active store for ``mlflow``."""
     import mlflow
 
-    uri = config.tracking_uri or default_tracking_uri()
+    uri = config.tracking.resolved_uri
     mlflow.set_tracking_uri(uri)
     return registry_client(uri)
 

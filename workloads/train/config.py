@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from tuneops.core.config import StrictModel, apply_overrides, load_config, validate
 from tuneops.core.errors import UserError
 from tuneops.core.paths import CONFIG_DIR
+from tuneops.core.tracking import TrackingConfig
 from workloads.train.trl_args import PROJECT_DEFAULTS, check_trl_section
 
 DEFAULT_CONFIG = CONFIG_DIR / "train" / "default.yaml"
@@ -76,8 +77,7 @@ class DistributedConfig(StrictModel):
     strategy: Literal["ddp", "fsdp"] = "ddp"
 
 
-class MlflowConfig(StrictModel):
-    tracking_uri: str | None = None
+class TrainTracking(TrackingConfig):
     experiment: str = Field("tuneops-train", min_length=1)
     log_model: bool = True
 
@@ -99,7 +99,7 @@ class TrainConfig(StrictModel):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
-    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    tracking: TrainTracking = Field(default_factory=TrainTracking)
     merge: bool = True
     # TRL SFTConfig arguments, checked by SFTConfig itself (workloads/train/trl_args.py).
     trl: dict[str, Any] = Field(default_factory=lambda: dict(PROJECT_DEFAULTS))

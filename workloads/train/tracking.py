@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneops.core.gitmeta import git_commit
-from tuneops.core.paths import default_tracking_uri
 from tuneops.core.tracking import use_experiment
 from workloads.train.config import TrainConfig, to_yaml
 
@@ -24,7 +23,7 @@ class Tracker:
         import mlflow
 
         self.mlflow = mlflow
-        use_experiment(cfg.mlflow.experiment, cfg.mlflow.tracking_uri or default_tracking_uri())
+        use_experiment(cfg.tracking.experiment, cfg.tracking.resolved_uri)
         self.run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name)
         self.run_id = self.run.info.run_id
 
@@ -121,7 +120,7 @@ def log_run_end(run: TrainRun, result: TrainResult) -> None:
     mlflow.log_artifacts(str(run.adapter_dir), "adapter")
     if run.splits.skipped:
         mlflow.log_artifact(str(out_dir / "skipped.jsonl"))
-    if run.merged_dir is not None and run.cfg.mlflow.log_model:
+    if run.merged_dir is not None and run.cfg.tracking.log_model:
         log_merged_model(run.merged_dir)
 
 

@@ -33,12 +33,12 @@ def _configs(state: DemoState):
     from workloads.registry.config import load_registry_config
 
     reg_cfg = load_registry_config(
-        overrides=[f"tracking_uri={state.tracking}", *state.overrides.registry]
+        overrides=[f"tracking.uri={state.tracking}", *state.overrides.registry]
     )
     eval_cfg = load_eval_config(
         overrides=[
             "splits=[benchmark]",
-            f"tracking.tracking_uri={state.tracking}",
+            f"tracking.uri={state.tracking}",
             *state.overrides.eval,
         ]
     )

@@ -35,7 +35,7 @@ def run(state: DemoState) -> DemoState:
     from workloads.deploy import gitops
     from workloads.deploy.config import load_deploy_config
 
-    overrides = [f"registry.tracking_uri={state.tracking}"]
+    overrides = [f"tracking.uri={state.tracking}"]
     if state.artifacts_destination:
         overrides.append(f"registry.artifacts_destination={state.artifacts_destination}")
     cfg = load_deploy_config("dev", overrides=overrides)
@@ -44,7 +44,7 @@ def run(state: DemoState) -> DemoState:
     if picked is None:
         line = (
             f"gitops: not rendered: no version of {name} is champion or candidate in "
-            f"{cfg.registry.tracking_uri} (the evaluate/register step sets them)"
+            f"{cfg.tracking.resolved_uri} (the evaluate/register step sets them)"
         )
         console.print(f"[yellow]{line}[/]")
         return state.with_report(line)

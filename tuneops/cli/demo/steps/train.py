@@ -14,7 +14,7 @@ def run(state: DemoState) -> DemoState:
     from workloads.train.trainer import run_training, summary_line
 
     overrides = [f"dataset={state.snapshot}"] if state.snapshot else []
-    overrides += [*state.overrides.train, f"mlflow.tracking_uri={state.tracking}"]
+    overrides += [*state.overrides.train, f"tracking.uri={state.tracking}"]
     # The local overlay (configs/train/default.local.yaml): the laptop run's checkpoint interval.
     config = load_train_config(env="local", overrides=overrides)
     result = run_training(config)
