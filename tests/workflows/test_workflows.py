@@ -91,3 +91,66 @@ def test_triggers_match_their_purpose():
     assert any("make drift ENV=" in line for line in _run_lines(drift))
     synth = _load("ci.yml")["jobs"]["synth-policy"]["strategy"]["matrix"]["env"]
     assert set(synth) == {"local", "dev", "staging", "prod"}
+
+
+def _placeholder(word: str) -> str | None:
+    """A shell word with its variables replaced by a value of the right kind (None: drop it)."""
+    if word == '"${args[@]}"':
+        return None
+    word = word.strip('"')
+    for name, value in (("MODEL", "models:/m@champion"), ("CANARY", "10"), ("CT_ENV", "dev")):
+        word = word.replace(f"${{{name}}}", value).replace(f"${name}", value)
+    return re.sub(r"\$\{?[A-Za-z_]+\}?", "run123", word)
+
+
+def _tuneops_calls() -> list[list[str]]:
+    calls = []
+    for name in EXPECTED:
+        for line in _run_lines(_load(name)):
+            words = re.sub(r"\$\{\{[^}]*\}\}", "run123", line).split()
+            if words and words[0].endswith("bin/tuneops"):
+                calls.append([w for w in map(_placeholder, words[1:]) if w is not None])
+    for line in (REPO_ROOT / "Makefile").read_text().splitlines():
+        if line.strip().startswith("$(TUNEOPS)"):
+            words = line.replace("$(ENV)", "dev").replace("$(MODEL)", "embedded:x").split()[1:]
+            calls.append([w for w in words if not w.startswith("$(")])
+    return calls
+
+
+def test_every_tuneops_call_in_workflows_and_makefile_parses():
+    """A renamed command or option must take its callers with it (the CLI parses each call)."""
+    calls = _tuneops_calls()
+    assert len(calls) > 15 and any("--env" in c for c in calls)
+    for args in calls:
+        assert _parse(args).callback is not None, args
+
+
+def _parse(args: list[str]):
+    """The command ``tuneops <args>`` runs, after parsing every option as the CLI would."""
+    import typer
+
+    from tuneops.cli import app
+
+    command = typer.main.get_command(app)
+    ctx = command.make_context("tuneops", list(args))
+    while hasattr(command, "resolve_command"):  # a group: descend into the subcommand
+        words = [*ctx._protected_args, *ctx.args]
+        name, command, rest = command.resolve_command(ctx, words)
+        ctx = command.make_context(name, rest, parent=ctx)
+    return command
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["infra", "plan", "--envv", "dev"],
+        ["gitops", "render", "staging", "--model", "models:/m@champion"],
+        ["no-such-command"],
+    ],
+)
+def test_a_stale_call_does_not_parse(args):
+    from tuneops.core.errors import UserError
+
+    with pytest.raises((UserError, Exception)) as raised:
+        _parse(args)
+    assert raised.type.__name__ in ("UserError", "NoSuchOption", "UsageError", "BadParameter")
