@@ -61,3 +61,50 @@ def test_s3_prefix_downloads_from_a_real_endpoint(tiny_model_dir, tmp_path, monk
             resolve_model("s3://models/absent")
     finally:
         server.stop()
+
+
+def test_registry_lookup_tells_missing_from_unreachable(mlflow_uri, monkeypatch):
+    """A version that does not exist is None; a registry that cannot be reached is an error."""
+    from mlflow import MlflowClient
+
+    from workloads.models.registry import lookup_version, pin_alias
+
+    client = MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)
+    assert lookup_version("models:/nope@champion", tracking_uri=mlflow_uri) is None
+    client.create_registered_model("m")
+    assert lookup_version("models:/m@champion", tracking_uri=mlflow_uri) is None
+    assert lookup_version("models:/m/3", tracking_uri=mlflow_uri) is None
+    with pytest.raises(UserError, match="does not exist in the MLflow registry"):
+        pin_alias("models:/m@champion", tracking_uri=mlflow_uri)
+    assert pin_alias("models:/m/3") == "models:/m/3"  # a pinned version is left as it is
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(UserError, match="cannot look up models:/m@champion"):
+        lookup_version("models:/m@champion", tracking_uri="http://127.0.0.1:9")
+
+
+@pytest.mark.parametrize(
+    ("ref", "kind", "name", "alias", "version"),
+    [
+        ("models:/m@champion", "models", "m", "champion", None),
+        ("models:/m/7", "models", "m", None, "7"),
+        ("runs:/abc/model", "runs", "abc", None, None),
+        ("embedded:smollm2-135m-instruct", "embedded", "smollm2-135m-instruct", None, None),
+        ("s3://bucket/prefix", "s3", "", None, None),
+        ("./some/dir", "path", "", None, None),
+    ],
+)
+def test_references_parse_in_one_place(ref, kind, name, alias, version):
+    from workloads.models.refs import parse_ref
+
+    parsed = parse_ref(ref)
+    assert (parsed.kind, parsed.name, parsed.alias, parsed.version) == (kind, name, alias, version)
+    assert str(parsed) == ref
+
+
+@pytest.mark.parametrize("ref", ["models:/@x", "models:/m@", "models:/m/latest", "runs:/", ""])
+def test_malformed_references_are_one_error(ref):
+    from workloads.models.refs import parse_ref
+
+    with pytest.raises(UserError):
+        parse_ref(ref)

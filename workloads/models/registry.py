@@ -16,6 +16,10 @@ from workloads.models.refs import ModelRef, parse_ref, registry_uri
 
 log = logging.getLogger(__name__)
 
+# What MLflow answers for a model, version or alias that does not exist; anything else (an
+# unreachable server, a broken store) is an error of its own, not a missing version.
+MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
 
 @dataclass(frozen=True)
 class RegisteredVersion:
@@ -47,14 +51,23 @@ def lookup_version(
         raise UserError(f"{parsed}: not a models:/ registry reference")
     client = client or registry_client(tracking_uri)
     try:
-        if parsed.alias:
-            mv = client.get_model_version_by_alias(parsed.name, parsed.alias)
-        elif parsed.version:
-            mv = client.get_model_version(parsed.name, parsed.version)
-        else:
-            return None  # models:/<model_id>: a logged model, not a registered version
-    except MlflowException:
-        return None
+        return _get_version(client, parsed)
+    except MlflowException as exc:
+        if exc.error_code in MISSING:
+            return None
+        where = getattr(client, "tracking_uri", None) or tracking_uri or default_tracking_uri()
+        raise UserError(
+            f"cannot look up {parsed} in the MLflow registry at {where}: {exc}"
+        ) from exc
+
+
+def _get_version(client, parsed: ModelRef) -> RegisteredVersion | None:
+    if parsed.alias:
+        mv = client.get_model_version_by_alias(parsed.name, parsed.alias)
+    elif parsed.version:
+        mv = client.get_model_version(parsed.name, parsed.version)
+    else:
+        return None  # models:/<model_id>: a logged model, not a registered version
     return RegisteredVersion(mv.name, str(mv.version), mv.run_id, getattr(mv, "source", None))
 
 
