@@ -21,10 +21,23 @@ def split_uri(uri: str, *, what: str = "location") -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
+def safe_target(dest: Path, rel: str, source: str) -> Path:
+    """``dest / rel``, refused when ``rel`` would land outside ``dest`` (a ``..`` segment or a
+    leading ``/``): an object store's keys are not trusted paths."""
+    if rel.startswith("/") or ".." in rel.replace("\\", "/").split("/"):
+        raise UserError(f"{source}: the key would be written outside {dest}; refusing it")
+    target = dest / rel
+    if not target.resolve().is_relative_to(dest.resolve()):
+        raise UserError(f"{source}: the key would be written outside {dest}; refusing it")
+    return target
+
+
 def download_prefix(client, bucket: str, prefix: str, dest: Path) -> int:
     """Download every object under ``prefix/`` into ``dest``, keeping relative paths.
 
-    Only whole path segments match: ``models/v1`` does not pick up ``models/v10/...``.
+    Only whole path segments match: ``models/v1`` does not pick up ``models/v10/...``. A key
+    that would be written outside ``dest`` stops the download with a ``UserError`` before that
+    object is fetched (callers download into a temporary folder, so nothing half is kept).
     Returns how many files were written.
     """
     base = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
@@ -34,7 +47,7 @@ def download_prefix(client, bucket: str, prefix: str, dest: Path) -> int:
             rel = obj["Key"][len(base) :]
             if not rel or rel.endswith("/"):
                 continue
-            target = dest / rel
+            target = safe_target(dest, rel, f"s3://{bucket}/{obj['Key']}")
             target.parent.mkdir(parents=True, exist_ok=True)
             client.download_file(bucket, obj["Key"], str(target))
             count += 1

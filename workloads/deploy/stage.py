@@ -21,7 +21,7 @@ from pathlib import Path
 from tuneops.core.errors import UserError
 from tuneops.core.io import atomic_dir, atomic_write_text
 from tuneops.core.paths import cache_dir
-from tuneops.core.s3 import download_prefix, split_uri
+from tuneops.core.s3 import download_prefix, safe_target, split_uri
 
 MANIFEST = "manifest.json"
 
@@ -60,7 +60,7 @@ def stage(source: str, dataset: str, root: Path | None = None, client=None) -> s
     root = root or cache_dir() / "datasets"
     try:
         sid = sid or newest_snapshot(client, bucket, prefix, name)
-        target = root / name / sid
+        target = safe_target(root, f"{name}/{sid}", f"dataset {name}/{sid}")
         if not (target / MANIFEST).is_file():
             key_prefix = _join(prefix, name, sid) + "/"
             with atomic_dir(target) as tmp:

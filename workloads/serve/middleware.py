@@ -11,23 +11,29 @@ from typing import Any
 
 from workloads.serve import metrics
 
-# Model readiness (v2 and v1) stays open with the other health paths.
-_READY_PATHS = re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/ready$|^/v1/models/[^/]+$")
+# Model readiness (v2 and v1) stays open with the other health paths. A model name never holds
+# ":" or "/", so `/v1/models/<name>:predict` (or `:explain`) is not a readiness path.
+_READY_PATHS = re.compile(r"^/v2/models/[^/:]+(/versions/[^/:]+)?/ready$|^/v1/models/[^/:]+$")
+# Probes and scrapes only read: an open path is open to these methods and no others.
+_OPEN_METHODS = frozenset({"GET", "HEAD"})
 
 
 class BearerAuth:
-    """401 for any request without ``Authorization: Bearer <token>``, except open paths."""
+    """401 for any request without ``Authorization: Bearer <token>``, except a GET or HEAD of an
+    open path (the configured health and metrics paths, and model readiness)."""
 
     def __init__(self, app: Any, token: str, open_paths: list[str]) -> None:
         self.app = app
         self.token = token.encode()
         self.open_paths = set(open_paths)
 
-    def _is_open(self, path: str) -> bool:
+    def _is_open(self, method: str, path: str) -> bool:
+        if method not in _OPEN_METHODS:
+            return False
         return path in self.open_paths or bool(_READY_PATHS.match(path))
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or self._is_open(scope["path"]):
+        if scope["type"] != "http" or self._is_open(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
         header = dict(scope["headers"]).get(b"authorization", b"")
