@@ -59,3 +59,64 @@ def test_everything_else_needs_the_token(client, method, path):
     assert wrong.status_code == 401
     right = client.request(method, path, headers={"Authorization": f"Bearer {TOKEN}"})
     assert right.status_code == 200 and right.json() == {"reached": path}
+
+
+def _app(**auth) -> TestClient:
+    app = FastAPI()
+
+    @app.api_route("/{path:path}", methods=["GET", "POST"])
+    async def reached(request: Request) -> dict:
+        return {"reached": request.url.path}
+
+    app.add_middleware(BearerAuth, open_paths=OPEN, **auth)
+    return TestClient(app)
+
+
+def test_repository_routes_take_the_admin_token_only():
+    client = _app(token=TOKEN, admin_token="admin")
+    unload = "/v2/repository/models/m/unload"
+    assert client.post(unload, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 401
+    assert client.post(unload, headers={"Authorization": "Bearer admin"}).status_code == 200
+    # The admin token opens nothing else.
+    assert (
+        client.get("/openai/v1/models", headers={"Authorization": "Bearer admin"}).status_code
+        == 401
+    )
+
+
+def test_an_admin_token_alone_keeps_other_routes_as_they_were():
+    client = _app(token=None, admin_token="admin")
+    assert client.get("/openai/v1/models").status_code == 200
+    assert client.post("/v2/repository/models/m/load").status_code == 401
+
+
+def test_repository_routes_need_an_admin_token_to_be_switched_on(monkeypatch):
+    from tuneops.core.errors import UserError
+    from workloads.serve.config import load_serve_config, read_admin_token
+
+    monkeypatch.delenv("TUNEOPS_SERVE_ADMIN_TOKEN", raising=False)
+    assert read_admin_token(load_serve_config()) is None  # off by default
+    on = load_serve_config(overrides=["server.repository_routes=true"])
+    with pytest.raises(UserError, match="TUNEOPS_SERVE_ADMIN_TOKEN"):
+        read_admin_token(on)
+    monkeypatch.setenv("TUNEOPS_SERVE_ADMIN_TOKEN", "admin")
+    assert read_admin_token(on) == "admin"
+
+
+def test_repository_routes_off_answer_404_before_routing():
+    from workloads.serve.middleware import RepositoryRoutesOff
+
+    app = FastAPI()
+    touched = []
+
+    @app.api_route("/{path:path}", methods=["GET", "POST"])
+    async def reached(request: Request) -> dict:
+        touched.append(request.url.path)
+        return {"reached": request.url.path}
+
+    app.add_middleware(RepositoryRoutesOff)
+    client = TestClient(app)
+    assert client.post("/v2/repository/models/m/unload").status_code == 404
+    assert client.post("/v2/repository/models/m/load").status_code == 404
+    assert touched == []
+    assert client.post("/v2/models/m/infer").status_code == 200

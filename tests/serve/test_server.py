@@ -233,3 +233,13 @@ def test_running_server_packed_its_weights_and_says_its_dtype(server):
     (line,) = [line for line in log.splitlines() if "loaded cloudops-assistant from" in line]
     assert "Linear weights prepacked" in line
     assert "dtype float32: float32 as configured (" in line
+
+
+def test_model_repository_routes_are_off_by_default(server, http):
+    """Off by default: unloading the model is not a route at all, even with the token."""
+    for action in ("load", "unload"):
+        reply = http.post(f"/v2/repository/models/{MODEL_NAME}/{action}")
+        assert reply.status_code == 404, action
+    assert http.get(f"/v2/models/{MODEL_NAME}/ready").status_code == 200
+    log = server.log_path.read_text(encoding="utf-8", errors="replace")
+    assert "model-repository routes off" in log

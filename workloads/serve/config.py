@@ -22,6 +22,9 @@ class ServerSection(StrictModel):
     enable_grpc: bool = False
     grpc_port: int = Field(8081, ge=0, le=65535)
     grace_period_s: int = Field(30, ge=0)
+    # KServe's model-repository routes (/v2/repository/models/<name>/load|unload) let a client
+    # unload the model. Off: they do not exist (404). On: they need the admin token.
+    repository_routes: bool = False
 
 
 class LimitsSection(StrictModel):
@@ -42,6 +45,8 @@ class AuthSection(StrictModel):
     token_env: str | None = "TUNEOPS_SERVE_TOKEN"
     token_file: Path | None = None
     required: bool = False
+    # The admin token for the model-repository routes, when server.repository_routes is on.
+    admin_token_env: str = "TUNEOPS_SERVE_ADMIN_TOKEN"
     open_paths: list[str] = Field(
         default_factory=lambda: ["/", "/metrics", "/v2/health/live", "/v2/health/ready"]
     )
@@ -83,6 +88,20 @@ def cpu_threads(configured: int) -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, cores - 1)
+
+
+def read_admin_token(config: ServeConfig) -> str | None:
+    """The admin token when the model-repository routes are on (refused without one)."""
+    if not config.server.repository_routes:
+        return None
+    name = config.auth.admin_token_env
+    token = os.environ.get(name, "").strip()
+    if not token:
+        raise UserError(
+            f"server.repository_routes is on but no admin token is set: export {name} "
+            "(the routes can unload the model)"
+        )
+    return token
 
 
 def read_token(config: ServeConfig) -> str | None:

@@ -16,16 +16,30 @@ from workloads.serve import metrics
 _READY_PATHS = re.compile(r"^/v2/models/[^/:]+(/versions/[^/:]+)?/ready$|^/v1/models/[^/:]+$")
 # Probes and scrapes only read: an open path is open to these methods and no others.
 _OPEN_METHODS = frozenset({"GET", "HEAD"})
+# KServe's model-repository routes (load/unload): the admin token only.
+REPOSITORY_PREFIX = "/v2/repository/"
 
 
 class BearerAuth:
     """401 for any request without ``Authorization: Bearer <token>``, except a GET or HEAD of an
     open path (the configured health and metrics paths, and model readiness)."""
 
-    def __init__(self, app: Any, token: str, open_paths: list[str]) -> None:
+    def __init__(
+        self, app: Any, token: str | None, open_paths: list[str], admin_token: str | None = None
+    ) -> None:
         self.app = app
-        self.token = token.encode()
+        self.token = token.encode() if token else None
+        self.admin_token = admin_token.encode() if admin_token else None
         self.open_paths = set(open_paths)
+
+    def _accepts(self, path: str, given: bytes | None) -> bool:
+        """The admin token for the repository routes when there is one, else the token (none
+        set: open)."""
+        if self.admin_token is not None and path.startswith(REPOSITORY_PREFIX):
+            return given is not None and hmac.compare_digest(given, self.admin_token)
+        if self.token is None:
+            return True
+        return given is not None and hmac.compare_digest(given, self.token)
 
     def _is_open(self, method: str, path: str) -> bool:
         if method not in _OPEN_METHODS:
@@ -38,7 +52,8 @@ class BearerAuth:
             return
         header = dict(scope["headers"]).get(b"authorization", b"")
         scheme, _, given = header.partition(b" ")
-        if scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token):
+        bearer = given.strip() if scheme.lower() == b"bearer" else None
+        if self._accepts(scope["path"], bearer):
             await self.app(scope, receive, send)
             return
         body = json.dumps(
@@ -59,6 +74,32 @@ class BearerAuth:
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
                     (b"www-authenticate", b"Bearer"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class RepositoryRoutesOff:
+    """404 for KServe's model-repository routes (load/unload), which let a client unload the
+    model: they are off unless ``server.repository_routes`` turns them on for an admin token.
+    Answered before routing, so the model is never touched."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(REPOSITORY_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"error": "not found: the model-repository routes are off"}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 404,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
                 ],
             }
         )

@@ -17,9 +17,9 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from workloads.serve.config import ServeConfig, read_token
+from workloads.serve.config import ServeConfig, read_admin_token, read_token
 from workloads.serve.kserve_argv import hidden_argv
-from workloads.serve.middleware import BearerAuth, RequestMetrics
+from workloads.serve.middleware import BearerAuth, RepositoryRoutesOff, RequestMetrics
 from workloads.serve.model import TextGenerationModel
 from workloads.serve.openai.router import build_router
 from workloads.serve.state import ApiError
@@ -49,14 +49,18 @@ async def invalid_request_response(request: Request, exc: RequestValidationError
     return JSONResponse({"error": message}, status_code=422)
 
 
-def build_app(model: Any, config: ServeConfig, token: str | None):
+def build_app(model: Any, config: ServeConfig, token: str | None, admin_token: str | None = None):
     """Mount the OpenAI router, the error handlers and the middleware on KServe's app."""
     app = kserve_app
     app.include_router(build_router(model.state), prefix="/openai/v1")
     app.add_exception_handler(ApiError, api_error_response)
     app.add_exception_handler(RequestValidationError, invalid_request_response)
-    if token:
-        app.add_middleware(BearerAuth, token=token, open_paths=config.auth.open_paths)
+    if not config.server.repository_routes:
+        app.add_middleware(RepositoryRoutesOff)
+    if token or admin_token:
+        app.add_middleware(
+            BearerAuth, token=token, open_paths=config.auth.open_paths, admin_token=admin_token
+        )
     app.add_middleware(RequestMetrics)
     return app
 
@@ -79,9 +83,10 @@ class HostModelServer(kserve.ModelServer):
 def run_server(config: ServeConfig, model_ref: str) -> None:
     """Load the model, mount every route, and serve until SIGTERM (which drains first)."""
     token = read_token(config)
+    admin_token = read_admin_token(config)
     model = TextGenerationModel(config, model_ref)
     model.load()
-    build_app(model, config, token)
+    build_app(model, config, token, admin_token)
     # KServe logs three timing lines per request at INFO; the access log already says enough.
     logging.getLogger("kserve.trace").setLevel(logging.WARNING)
     server = HostModelServer(
@@ -93,10 +98,12 @@ def run_server(config: ServeConfig, model_ref: str) -> None:
         enable_latency_logging=False,
     )
     log.info(
-        "serving %s on http://%s:%d (OpenAI /openai/v1, v2 /v2, /metrics; auth %s)",
+        "serving %s on http://%s:%d (OpenAI /openai/v1, v2 /v2, /metrics; auth %s; "
+        "model-repository routes %s)",
         config.model_name,
         config.server.host,
         config.server.port,
         "on" if token else "off",
+        "on (admin token)" if config.server.repository_routes else "off",
     )
     server.start([model])
