@@ -28,7 +28,7 @@ def test_demo_step_renders_the_champion(tmp_path, monkeypatch, mlflow_uri):
     out = tmp_path / "cache" / "demo" / "gitops" / "envs" / "dev"
     assert after.gitops_dir == out
     isvc = yaml.safe_load((out / "serving" / "inferenceservice.yaml").read_text())
-    env = {e["name"]: e["value"] for e in isvc["spec"]["predictor"]["containers"][0]["env"]}
+    env = {e["name"]: e.get("value") for e in isvc["spec"]["predictor"]["containers"][0]["env"]}
     # The registry's proxied artifact URI maps onto the bucket behind the tracking server.
     assert env["STORAGE_URI"] == "s3://tuneops-local-artifacts/mlflow/1/models/m-abc/artifacts"
     assert "cloudops-assistant@champion" in after.report[-1]

@@ -41,7 +41,7 @@ def _container(isvc: dict) -> dict:
 
 
 def _storage(isvc: dict) -> str:
-    env = {e["name"]: e["value"] for e in _container(isvc)["env"]}
+    env = {e["name"]: e.get("value") for e in _container(isvc)["env"]}
     return env["STORAGE_URI"]
 
 
@@ -332,3 +332,32 @@ def test_model_references_other_than_registry_and_s3_are_refused():
         gitops.resolve_model_version("embedded:smollm2-135m-instruct", cfg)
     with pytest.raises(UserError, match="add @<alias> or /<version>"):
         gitops.resolve_model_version("models:/cloudops-assistant", cfg)
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_every_shared_environment_serves_behind_a_token_from_a_secret(env):
+    from workloads.deploy.manifests import ModelVersion, ReleaseState, env_manifests
+
+    cfg = load_deploy_config(env)
+    files = env_manifests(cfg, ReleaseState(stable=ModelVersion(ref=V1, storage_uri=V1)))
+    isvc = files["serving/inferenceservice.yaml"]
+    container = _container(isvc)
+    (token,) = [e for e in container["env"] if e["name"] == "TUNEOPS_SERVE_TOKEN"]
+    assert "value" not in token
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "model-server-token", "key": "token"}
+    args = container["args"]
+    assert args[args.index("--set") + 1] == "auth.required=true"
+    validate_manifest(isvc, "isvc", cfg.kubernetes_version)
+
+
+def test_a_render_without_a_token_secret_is_refused_in_one_line():
+    from workloads.deploy.manifests import ModelVersion, ReleaseState, env_manifests
+
+    cfg = load_deploy_config("prod", overrides=["serving.auth.token_secret=null"])
+    with pytest.raises(UserError, match=r"prod: serving.auth.token_secret is not set"):
+        env_manifests(cfg, ReleaseState(stable=ModelVersion(ref=V1, storage_uri=V1)))
+
+
+def test_a_literal_token_in_the_deploy_config_is_refused():
+    with pytest.raises(UserError, match="never a literal"):
+        load_deploy_config("staging", overrides=["serving.env.TUNEOPS_SERVE_TOKEN=abc"])

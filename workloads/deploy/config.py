@@ -113,6 +113,24 @@ class GpuPlacement(StrictModel):
     node_selector: dict[str, str] = Field(default_factory=dict)
 
 
+# The server reads its bearer token from this variable (configs/serve: auth.token_env).
+SERVE_TOKEN_ENV = "TUNEOPS_SERVE_TOKEN"
+
+
+class TokenSecret(StrictModel):
+    """A key of a Kubernetes Secret in the serving namespace."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
+    key: str = Field("token", pattern=r"^[-._a-zA-Z0-9]+$")
+
+
+class ServingAuth(StrictModel):
+    # The bearer token every serving route needs comes from this Secret, never from a literal
+    # in this file. A render with `required` on and no secret is refused.
+    token_secret: TokenSecret | None = None
+    required: bool = True
+
+
 class ServingConfig(StrictModel):
     # standard: KServe's Standard (formerly RawDeployment) mode; a canary is a second
     # InferenceService behind a weighted Gateway API HTTPRoute. knative: KServe's Knative
@@ -134,11 +152,17 @@ class ServingConfig(StrictModel):
     # Arguments passed to `tuneops serve` after --model and --port.
     extra_args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
+    auth: ServingAuth = Field(default_factory=ServingAuth)
 
     @model_validator(mode="after")
     def _bounds(self) -> ServingConfig:
         if self.max_replicas < self.min_replicas:
             raise ValueError("max_replicas must be >= min_replicas")
+        if SERVE_TOKEN_ENV in self.env:
+            raise ValueError(
+                f"env.{SERVE_TOKEN_ENV}: a token is never a literal here; name its Kubernetes "
+                "Secret in serving.auth.token_secret"
+            )
         return self
 
 

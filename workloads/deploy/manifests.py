@@ -14,7 +14,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from tuneops.core.config import StrictModel
-from workloads.deploy.config import DeployConfig
+from tuneops.core.errors import UserError
+from workloads.deploy.config import SERVE_TOKEN_ENV, DeployConfig
 
 MODEL_MOUNT = "/mnt/models"
 PART_OF = "tuneops"
@@ -90,6 +91,24 @@ def _gpu_placement(
     return tolerations, dict(cfg.gpu.node_selector) or None
 
 
+def _token(cfg: DeployConfig) -> tuple[list, list[str]]:
+    """The server's bearer token from its Secret, and the flag that makes the server refuse to
+    start without it. A render that needs auth and names no Secret is refused."""
+    from kubernetes.client import V1EnvVar, V1EnvVarSource, V1SecretKeySelector
+
+    auth = cfg.serving.auth
+    if auth.token_secret is None:
+        if auth.required:
+            raise UserError(
+                f"{cfg.env}: serving.auth.token_secret is not set; the model server is never "
+                "rendered without auth (name the Kubernetes Secret that holds its token)"
+            )
+        return [], []
+    secret = V1SecretKeySelector(name=auth.token_secret.name, key=auth.token_secret.key)
+    env = [V1EnvVar(name=SERVE_TOKEN_ENV, value_from=V1EnvVarSource(secret_key_ref=secret))]
+    return env, ["--set", "auth.required=true"]
+
+
 def _server_container(cfg: DeployConfig, model: ModelVersion, requests: dict, limits: dict):
     """The project's model server container, reading the model from ``STORAGE_URI``."""
     from kubernetes.client import (
@@ -106,11 +125,20 @@ def _server_container(cfg: DeployConfig, model: ModelVersion, requests: dict, li
     serving = cfg.serving
     env = [V1EnvVar(name="STORAGE_URI", value=model.storage_uri)]
     env += [V1EnvVar(name=k, value=v) for k, v in sorted(serving.env.items())]
+    auth_env, auth_args = _token(cfg)
     return V1Container(
         name="kserve-container",
         image=cfg.serving_image(),
-        args=["serve", "--model", MODEL_MOUNT, "--port", str(serving.port), *serving.extra_args],
-        env=env,
+        args=[
+            "serve",
+            "--model",
+            MODEL_MOUNT,
+            "--port",
+            str(serving.port),
+            *auth_args,
+            *serving.extra_args,
+        ],
+        env=env + auth_env,
         ports=[V1ContainerPort(container_port=serving.port, name="http1", protocol="TCP")],
         resources=V1ResourceRequirements(requests=requests or None, limits=limits or None),
         readiness_probe=V1Probe(
