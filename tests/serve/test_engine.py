@@ -180,6 +180,26 @@ def test_request_past_its_timeout_is_504_and_leaves_the_queue(tiny):
         state.submit([1], 9, 0.0, 1.0, None)
 
 
+def test_a_refused_request_leaves_nothing_in_the_queue(tiny):
+    """Admission is all or nothing: a request whose prompts do not all fit enqueues none."""
+    from workloads.serve.config import ServeConfig
+    from workloads.serve.state import ApiError, ServingState
+
+    config = ServeConfig.model_validate({"limits": {"max_queue": 4}})
+    engine = Engine(tiny.model, tiny.tokenizer, device=tiny.device, max_queue=4)
+    state = ServingState(config, engine, tiny.tokenizer)  # engine not started: nothing runs
+
+    async def run():
+        first = state.submit_all([[1, 2]] * 3, 4, 0.0, 1.0, None)
+        with pytest.raises(ApiError) as full:
+            state.submit_all([[1, 2]] * 2, 4, 0.0, 1.0, None)
+        return first, full.value
+
+    first, error = asyncio.run(run())
+    assert error.status == 429 and "brings 2" in error.message
+    assert list(engine._pending) == [sub.seq for sub in first]
+
+
 @pytest.mark.parametrize(
     ("answer", "stop"),
     [

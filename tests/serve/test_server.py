@@ -99,7 +99,40 @@ BAD_BODIES = {
     },
     "unknown role": {"model": MODEL_NAME, "messages": [{"role": "wizard", "content": "hi"}]},
     "no messages": {"model": MODEL_NAME, "messages": []},
+    "n above one": {"model": MODEL_NAME, "messages": [{"role": "user", "content": "hi"}], "n": 5},
 }
+
+# Fields that would change the answer and that the server does not implement: refused, named.
+UNSUPPORTED = {
+    "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+    "response_format": {"type": "json_object"},
+    "logprobs": True,
+    "seed": 7,
+}
+
+
+@pytest.mark.parametrize("field", sorted(UNSUPPORTED))
+def test_fields_that_change_the_answer_are_refused_by_name(http, field):
+    body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "hi"}]}
+    reply = http.post("/openai/v1/chat/completions", json={**body, field: UNSUPPORTED[field]})
+    assert reply.status_code == 400, reply.text
+    assert f"{field} is not supported" in reply.json()["error"]["message"]
+    # The inert values clients fill in by default are accepted.
+    inert = {"tools": [], "response_format": {"type": "text"}, "logprobs": False, "seed": None}
+    ok = http.post(
+        "/openai/v1/chat/completions", json={**body, field: inert[field], "max_tokens": 2}
+    )
+    assert ok.status_code == 200, ok.text
+
+
+def test_too_many_prompts_are_refused_before_anything_is_queued(http):
+    body = {"model": MODEL_NAME, "prompt": ["kubectl get"] * 33, "max_tokens": 2}
+    reply = http.post("/openai/v1/completions", json=body)
+    assert reply.status_code == 400
+    assert "at most 32" in reply.json()["error"]["message"]
+    queued = http.get("/metrics").text
+    depth = [line for line in queued.splitlines() if line.startswith("tuneops_serve_queue_depth")]
+    assert depth and float(depth[0].split()[-1]) == 0.0
 
 
 @pytest.mark.parametrize("case", sorted(BAD_BODIES))

@@ -32,6 +32,8 @@ class LimitsSection(StrictModel):
     max_new_tokens: int = Field(512, ge=1)
     default_max_tokens: int = Field(256, ge=1)
     max_queue: int = Field(256, ge=1)
+    # Prompts one /openai/v1/completions request may carry (a list prompt).
+    max_prompts: int = Field(32, ge=1)
     request_timeout_s: float = Field(120, gt=0)
 
 

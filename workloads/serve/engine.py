@@ -87,17 +87,27 @@ class Engine:
 
     def submit(self, prompt_ids: list[int], params: SamplingParams) -> Sequence:
         """Queue a prompt; call from a running asyncio loop."""
+        return self.submit_all([prompt_ids], params)[0]
+
+    def submit_all(self, prompts: list[list[int]], params: SamplingParams) -> list[Sequence]:
+        """Queue every prompt of one request, or none: admission is checked for all of them
+        under one lock, so a refused request leaves nothing behind in the queue."""
         loop = asyncio.get_running_loop()
-        seq = Sequence(next(self._ids), list(prompt_ids), params, loop, asyncio.Queue())
+        seqs = [
+            Sequence(next(self._ids), list(ids), params, loop, asyncio.Queue()) for ids in prompts
+        ]
         with self._cond:
             if self._stopping:
                 raise EngineStopped("the server is shutting down")
-            if len(self._pending) >= self.max_queue:
-                raise QueueFull(f"{len(self._pending)} requests are already waiting")
-            self._pending.append(seq)
+            if len(self._pending) + len(seqs) > self.max_queue:
+                raise QueueFull(
+                    f"{len(self._pending)} requests are already waiting and this one brings "
+                    f"{len(seqs)} (the queue holds {self.max_queue})"
+                )
+            self._pending.extend(seqs)
             metrics.QUEUE_DEPTH.set(len(self._pending))
             self._cond.notify()
-        return seq
+        return seqs
 
     def stop(self, timeout: float | None = None) -> None:
         """Finish the work already queued, then stop the thread."""

@@ -123,6 +123,17 @@ class ServingState:
         top_p: float,
         stop: list[str] | None,
     ) -> Submitted:
+        return self.submit_all([prompt_ids], max_tokens, temperature, top_p, stop)[0]
+
+    def submit_all(
+        self,
+        prompts: list[list[int]],
+        max_tokens: int | None,
+        temperature: float,
+        top_p: float,
+        stop: list[str] | None,
+    ) -> list[Submitted]:
+        """Submit every prompt of one request or none of them (429 leaves nothing queued)."""
         limit = self.limits.max_new_tokens
         if max_tokens is None:
             max_tokens = min(self.limits.default_max_tokens, limit)
@@ -133,14 +144,15 @@ class ServingState:
             max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=tuple(stop or ())
         )
         try:
-            seq = self.engine.submit(prompt_ids, params)
+            seqs = self.engine.submit_all(prompts, params)
         except QueueFull as exc:
             raise ApiError(
                 429, f"server busy: {exc}; retry later", type="rate_limit_error"
             ) from exc
         except EngineStopped as exc:
             raise ApiError(503, str(exc), type="server_error") from exc
-        return Submitted(seq, time.monotonic() + self.limits.request_timeout_s)
+        deadline = time.monotonic() + self.limits.request_timeout_s
+        return [Submitted(seq, deadline) for seq in seqs]
 
     async def stream(self, sub: Submitted) -> AsyncIterator[tuple[str, str]]:
         """Yield (kind, text) pairs: deltas, then ("done", finish_reason) or ("error", msg)."""

@@ -33,20 +33,19 @@ class Completions:
         state = self.state
         state.check_model(body.model)
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        most = state.limits.max_prompts
+        if len(prompts) > most:
+            msg = f"{len(prompts)} prompts in one request; this server takes at most {most}"
+            raise ApiError(400, msg, param="prompt")
+        if body.stream and len(prompts) > 1:
+            raise ApiError(400, "streaming takes a single prompt", param="prompt")
         encoded = [state.encode_text(p) for p in prompts]
         for prompt in prompts:
             state.sample_prompt("completion", prompt)
-        subs = [
-            state.submit(ids, body.max_tokens, body.temperature, body.top_p, body.stop)
-            for ids in encoded
-        ]
+        subs = state.submit_all(encoded, body.max_tokens, body.temperature, body.top_p, body.stop)
         rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         prefixes = prompts if body.echo else [""] * len(prompts)
         if body.stream:
-            if len(subs) > 1:
-                for sub in subs:
-                    sub.seq.cancel()
-                raise ApiError(400, "streaming takes a single prompt", param="prompt")
             events = self._stream(subs[0], prefixes[0], rid, created, body.include_usage)
             return StreamingResponse(events, media_type="text/event-stream")
         results = await asyncio.gather(*(state.collect(sub) for sub in subs))

@@ -1,8 +1,11 @@
 """Request models of the OpenAI routes, and the helpers that put responses on the wire.
 
-Request bodies are validated by the pydantic models below (fields the server does not use are
-ignored, as OpenAI clients send many); responses are the `openai` package's own types, so what
-the official client parses is exactly what the server built.
+Request bodies are validated by the pydantic models below. Fields the server does not use but
+that cannot change an answer (``user``, ``metadata``...) are ignored, as OpenAI clients send
+many; a field that would change the answer and that the server cannot honour (``tools``,
+``response_format``, ``logprobs``, ``seed``...) is refused with a 400 naming it, never dropped.
+Responses are the `openai` package's own types, so what the official client parses is exactly
+what the server built.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import json
 from typing import Any, Literal
 
 from openai.types import CompletionUsage
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from workloads.serve.state import Submitted
 
@@ -41,6 +44,34 @@ class StreamOptions(_Loose):
     include_usage: bool = False
 
 
+# Fields that change what a model answers, which this server does not implement; each maps to
+# the values that mean "not asked for" (sent by clients that fill every field).
+UNSUPPORTED: dict[str, tuple[Any, ...]] = {
+    "tools": (None, []),
+    "tool_choice": (None, "none"),
+    "functions": (None, []),
+    "function_call": (None, "none"),
+    "response_format": (None, {"type": "text"}),
+    "logprobs": (None, False, 0),
+    "top_logprobs": (None, 0),
+    "logit_bias": (None, {}),
+    "seed": (None,),
+    "suffix": (None, ""),
+    "best_of": (None, 1),
+    "presence_penalty": (None, 0, 0.0),
+    "frequency_penalty": (None, 0, 0.0),
+}
+
+
+def refuse_unsupported(data: Any) -> Any:
+    """A request asking for something the server would silently not do is refused."""
+    if isinstance(data, dict):
+        for field, inert in UNSUPPORTED.items():
+            if field in data and data[field] not in inert:
+                raise ValueError(f"{field} is not supported by this server; leave it out")
+    return data
+
+
 class _GenerationRequest(_Loose):
     model: str = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
@@ -50,6 +81,8 @@ class _GenerationRequest(_Loose):
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
+
+    _unsupported = model_validator(mode="before")(refuse_unsupported)
 
     @field_validator("stop")
     @classmethod
