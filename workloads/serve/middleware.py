@@ -56,28 +56,16 @@ class BearerAuth:
         if self._accepts(scope["path"], bearer):
             await self.app(scope, receive, send)
             return
-        body = json.dumps(
-            {
-                "error": {
-                    "message": "missing or wrong bearer token: send Authorization: Bearer <token>",
-                    "type": "authentication_error",
-                    "param": None,
-                    "code": "invalid_api_key",
-                }
+        message = "missing or wrong bearer token: send Authorization: Bearer <token>"
+        body = {
+            "error": {
+                "message": message,
+                "type": "authentication_error",
+                "param": None,
+                "code": "invalid_api_key",
             }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b"Bearer"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        }
+        await send_json(send, 401, body, [(b"www-authenticate", b"Bearer")])
 
 
 class RepositoryRoutesOff:
@@ -92,18 +80,75 @@ class RepositoryRoutesOff:
         if scope["type"] != "http" or not scope["path"].startswith(REPOSITORY_PREFIX):
             await self.app(scope, receive, send)
             return
-        body = json.dumps({"error": "not found: the model-repository routes are off"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 404,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+        await send_json(send, 404, {"error": "not found: the model-repository routes are off"})
+
+
+class BodyLimit:
+    """413 for a request body over ``max_bytes``, answered before anything parses it: at once
+    when ``Content-Length`` says so, else as soon as the bytes read pass the limit. The body,
+    read whole while it fits, is handed on unchanged; later reads (a client that goes away)
+    come from the connection as before."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.max_bytes:
+            await self._too_large(scope, send)
+            return
+        chunks, size, message = [], 0, {"type": "http.request", "more_body": True}
+        while message["type"] == "http.request" and message.get("more_body"):
+            message = await receive()
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                await self._too_large(scope, send)
+                return
+            chunks.append(message.get("body", b""))
+        first = (
+            {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            if message["type"] == "http.request"
+            else message
         )
-        await send({"type": "http.response.body", "body": body})
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return first
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope, send) -> None:
+        message = f"request body over {self.max_bytes} bytes (limits.max_body_bytes)"
+        if scope["path"].startswith("/openai/"):
+            body = {"error": {"message": message, "type": "invalid_request_error", "param": None}}
+        else:
+            body = {"error": message}
+        await send_json(send, 413, body, [(b"connection", b"close")])
+
+
+async def send_json(send, status: int, payload: dict, headers: list | None = None) -> None:
+    """Answer with a JSON body straight from the middleware."""
+    body = json.dumps(payload).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _route_label(scope: dict[str, Any]) -> str:

@@ -19,7 +19,12 @@ from fastapi.responses import JSONResponse
 
 from workloads.serve.config import ServeConfig, read_admin_token, read_token
 from workloads.serve.kserve_argv import hidden_argv
-from workloads.serve.middleware import BearerAuth, RepositoryRoutesOff, RequestMetrics
+from workloads.serve.middleware import (
+    BearerAuth,
+    BodyLimit,
+    RepositoryRoutesOff,
+    RequestMetrics,
+)
 from workloads.serve.model import TextGenerationModel
 from workloads.serve.openai.router import build_router
 from workloads.serve.state import ApiError
@@ -55,6 +60,7 @@ def build_app(model: Any, config: ServeConfig, token: str | None, admin_token: s
     app.include_router(build_router(model.state), prefix="/openai/v1")
     app.add_exception_handler(ApiError, api_error_response)
     app.add_exception_handler(RequestValidationError, invalid_request_response)
+    app.add_middleware(BodyLimit, max_bytes=config.limits.max_body_bytes)
     if not config.server.repository_routes:
         app.add_middleware(RepositoryRoutesOff)
     if token or admin_token:

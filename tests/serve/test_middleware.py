@@ -1,4 +1,4 @@
-"""The bearer-token gate in front of every route: only reads of the named probes pass without it."""
+"""The ASGI middleware in front of every route: bearer tokens, repository routes, body limits."""
 
 from __future__ import annotations
 
@@ -120,3 +120,46 @@ def test_repository_routes_off_answer_404_before_routing():
     assert client.post("/v2/repository/models/m/load").status_code == 404
     assert touched == []
     assert client.post("/v2/models/m/infer").status_code == 200
+
+
+def _echo_app(max_bytes: int) -> TestClient:
+    from workloads.serve.middleware import BodyLimit
+
+    app = FastAPI()
+
+    @app.post("/{path:path}")
+    async def echo(request: Request) -> dict:
+        body = await request.body()
+        return {"size": len(body), "head": body[:8].decode()}
+
+    app.add_middleware(BodyLimit, max_bytes=max_bytes)
+    return TestClient(app)
+
+
+def test_a_body_within_the_limit_arrives_unchanged():
+    client = _echo_app(1024)
+    reply = client.post("/v2/models/m/infer", content=b"abcdefgh" * 128)
+    assert reply.status_code == 200 and reply.json() == {"size": 1024, "head": "abcdefgh"}
+
+
+def test_a_declared_large_body_is_413_before_it_is_read():
+    client = _echo_app(1024)
+    reply = client.post("/openai/v1/chat/completions", content=b"x" * 1025)
+    assert reply.status_code == 413
+    assert reply.json()["error"]["type"] == "invalid_request_error"
+    assert "1024 bytes" in reply.json()["error"]["message"]
+    assert client.post("/v2/models/m/infer", content=b"x" * 5000).json() == {
+        "error": "request body over 1024 bytes (limits.max_body_bytes)"
+    }
+
+
+def test_an_undeclared_chunked_body_is_cut_off_at_the_limit():
+    client = _echo_app(1024)
+
+    def chunks():
+        for _ in range(100):
+            yield b"y" * 100
+
+    reply = client.post("/openai/v1/completions", content=chunks())
+    assert reply.status_code == 413
+    assert client.post("/x", content=(b"z" * 100 for _ in range(10))).json()["size"] == 1000
