@@ -70,6 +70,8 @@ def test_a_request_over_the_limits_is_invalid_input(model):
     [
         ({"foo": 1}, "expected a v2 request"),
         ({"instances": [{"text": "x"}]}, "each instance is a string"),
+        ({"instances": [3]}, "each instance is a string"),
+        ({"instances": [["x"]]}, "each instance is a string"),
     ],
 )
 def test_unreadable_payload_is_invalid_input(payload, message):
@@ -106,3 +108,12 @@ def test_parameters_defaults_and_a_single_stop_string():
     }
     assert parse_parameters({"stop": "END", "max_tokens": 8.0})["stop"] == ["END"]
     assert parse_parameters({"max_tokens": 8.0})["max_tokens"] == 8
+
+
+def test_too_many_v1_prompts_are_invalid_input_and_queue_nothing(model):
+    from kserve.errors import InvalidInput
+
+    most = model.state.limits.max_prompts
+    with pytest.raises(InvalidInput, match=f"at most {most}"):
+        asyncio.run(model.predict({"instances": ["x"] * (most + 1)}))
+    assert len(model.state.engine._pending) == 0

@@ -121,17 +121,24 @@ class TextGenerationModel(kserve.Model):
     async def _generate(self, prompts: list[str], options: dict[str, Any], route: str):
         """Encode, sample for drift, submit every prompt, and wait for all the answers."""
         state = self.state
-        encoded = []
-        for prompt in prompts:
+        if len(prompts) > state.limits.max_prompts:
+            raise InvalidInput(
+                f"{len(prompts)} prompts in one request; this server takes at most "
+                f"{state.limits.max_prompts}"
+            )
+
+        def encode(prompt: str) -> list[int]:
             if options["chat"]:
-                encoded.append(state.encode_chat([{"role": "user", "content": prompt}]))
-            else:
-                encoded.append(state.encode_text(prompt))
+                return state.encode_chat([{"role": "user", "content": prompt}])
+            return state.encode_text(prompt)
+
+        encoded = await state.off_loop(lambda: [encode(p) for p in prompts])
+        for prompt in prompts:
             state.sample_prompt(route, prompt)
-        subs = [
-            state.submit(ids, options["max_tokens"], options["temperature"], 1.0, options["stop"])
-            for ids in encoded
-        ]
+        # All prompts of the request are admitted together or not at all.
+        subs = state.submit_all(
+            encoded, options["max_tokens"], options["temperature"], 1.0, options["stop"]
+        )
         results = await asyncio.gather(*(state.collect(s) for s in subs))
         return [text for text, _ in results]
 
@@ -149,7 +156,10 @@ def read_prompts(payload: Any) -> tuple[list[str], dict[str, Any], bool]:
         return prompts, dict(payload.parameters or {}), True
     if isinstance(payload, dict) and isinstance(payload.get("instances"), list):
         items = payload["instances"]
-        prompts = [i if isinstance(i, str) else (i or {}).get("prompt") for i in items]
+        prompts = [
+            i if isinstance(i, str) else i.get("prompt") if isinstance(i, dict) else None
+            for i in items
+        ]
         if not all(isinstance(p, str) for p in prompts):
             raise InvalidInput('each instance is a string or {"prompt": "..."}')
         return prompts, dict(payload.get("parameters") or {}), False

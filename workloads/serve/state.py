@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,13 @@ class ServingState:
         self.sampler = sampler
         self.model_name = config.model_name
         self.created = int(time.time())
+        # Chat templating and tokenizing take long for a big request: they run on this one
+        # thread, so the event loop (health probes, streams) never waits on them.
+        self._tokenizing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
+
+    async def off_loop(self, fn, *args):
+        """Run ``fn(*args)`` on the tokenizing thread and wait for it without blocking."""
+        return await asyncio.get_running_loop().run_in_executor(self._tokenizing, fn, *args)
 
     # ---- validation ------------------------------------------------------------------
     def check_model(self, name: str) -> None:
@@ -109,6 +117,9 @@ class ServingState:
     def encode_text(self, text: str) -> list[int]:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return self._check_prompt(ids, "prompt")
+
+    def encode_texts(self, texts: list[str]) -> list[list[int]]:
+        return [self.encode_text(text) for text in texts]
 
     def sample_prompt(self, route: str, text: str) -> None:
         if self.sampler is not None:

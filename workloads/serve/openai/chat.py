@@ -25,7 +25,7 @@ class ChatCompletions:
         state = self.state
         state.check_model(body.model)
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-        prompt_ids = state.encode_chat(messages)
+        prompt_ids = await state.off_loop(state.encode_chat, messages)
         users = [m["content"] for m in messages if m["role"] == "user"]
         state.sample_prompt("chat", users[-1] if users else messages[-1]["content"])
         max_tokens = body.max_completion_tokens or body.max_tokens

@@ -39,7 +39,7 @@ class Completions:
             raise ApiError(400, msg, param="prompt")
         if body.stream and len(prompts) > 1:
             raise ApiError(400, "streaming takes a single prompt", param="prompt")
-        encoded = [state.encode_text(p) for p in prompts]
+        encoded = await state.off_loop(state.encode_texts, prompts)
         for prompt in prompts:
             state.sample_prompt("completion", prompt)
         subs = state.submit_all(encoded, body.max_tokens, body.temperature, body.top_p, body.stop)
