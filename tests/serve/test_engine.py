@@ -200,6 +200,34 @@ def test_a_refused_request_leaves_nothing_in_the_queue(tiny):
     assert list(engine._pending) == [sub.seq for sub in first]
 
 
+def test_a_client_that_goes_away_cancels_its_sequences(tiny):
+    """collect_all answers None as soon as the connection closes, and every sequence of the
+    request is cancelled so the engine drops it at its next step."""
+    from workloads.serve.config import ServeConfig
+    from workloads.serve.state import ServingState
+
+    engine = Engine(tiny.model, tiny.tokenizer, device=tiny.device)
+    state = ServingState(ServeConfig(), engine, tiny.tokenizer)  # not started: never answers
+
+    async def run():
+        gone = asyncio.Event()
+
+        async def receive():
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        subs = state.submit_all([[1, 2], [3, 4]], 8, 0.0, 1.0, None)
+        waiting = asyncio.ensure_future(state.collect_all(subs, receive))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # still waiting for answers while the client is there
+        gone.set()
+        return subs, await asyncio.wait_for(waiting, 1.0)
+
+    subs, answers = asyncio.run(run())
+    assert answers is None
+    assert all(sub.seq.cancelled for sub in subs)
+
+
 @pytest.mark.parametrize(
     ("answer", "stop"),
     [

@@ -7,6 +7,7 @@ field to fix; the app turns it into OpenAI's error shape.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,9 @@ from workloads.serve.config import ServeConfig
 from workloads.serve.engine import Engine, EngineStopped, QueueFull
 from workloads.serve.sampling import PromptSampler
 from workloads.serve.sequence import SamplingParams, Sequence
+
+# Logged (never seen by anyone) for a request whose client closed the connection first.
+CLIENT_GONE = 499
 
 
 class ApiError(Exception):
@@ -193,6 +197,24 @@ class ServingState:
             if sub.seq.finish_reason is None:
                 sub.seq.cancel()
 
+    async def collect_all(self, subs: list[Submitted], receive) -> list[tuple[str, str]] | None:
+        """Every answer of a request, or None once the client has gone: its sequences are
+        cancelled then, and the engine drops them at its next step."""
+        answers = asyncio.ensure_future(asyncio.gather(*(self.collect(s) for s in subs)))
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await asyncio.wait({answers, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if answers.done():
+            return answers.result()
+        answers.cancel()
+        for sub in subs:
+            sub.seq.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await answers
+        return None
+
     async def collect(self, sub: Submitted) -> tuple[str, str]:
         parts: list[str] = []
         async for kind, text in self.stream(sub):
@@ -204,3 +226,9 @@ class ServingState:
                 status = 504 if "timed out" in text else 500
                 raise ApiError(status, text, type="server_error")
         raise ApiError(500, "generation ended without a result", type="server_error")
+
+
+async def _disconnected(receive) -> None:
+    """Return when the client closes the connection (the request body is already read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass

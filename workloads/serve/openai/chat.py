@@ -7,12 +7,13 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from openai.types import CompletionUsage
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from workloads.serve.openai.protocol import ChatCompletionRequest, count_usage, dump, sse, sse_error
-from workloads.serve.state import ServingState, Submitted
+from workloads.serve.state import CLIENT_GONE, ServingState, Submitted
 
 
 class ChatCompletions:
@@ -21,7 +22,7 @@ class ChatCompletions:
     def __init__(self, state: ServingState) -> None:
         self.state = state
 
-    async def chat_completions(self, body: ChatCompletionRequest):
+    async def chat_completions(self, body: ChatCompletionRequest, request: Request):
         state = self.state
         state.check_model(body.model)
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
@@ -34,7 +35,10 @@ class ChatCompletions:
         if body.stream:
             events = self._stream(sub, rid, created, body.include_usage)
             return StreamingResponse(events, media_type="text/event-stream")
-        text, finish = await state.collect(sub)
+        answers = await state.collect_all([sub], request.receive)
+        if answers is None:  # the client went away; nobody reads a response
+            return Response(status_code=CLIENT_GONE)
+        ((text, finish),) = answers
         result = ChatCompletion(
             id=rid,
             created=created,

@@ -6,17 +6,17 @@ prompt. With ``echo`` each choice starts with its prompt.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from openai.types import Completion, CompletionChoice, CompletionUsage
 
 from workloads.serve.openai.protocol import CompletionRequest, count_usage, dump, sse, sse_error
-from workloads.serve.state import ApiError, ServingState, Submitted
+from workloads.serve.state import CLIENT_GONE, ApiError, ServingState, Submitted
 
 
 def choice(text: str, finish: str | None, index: int = 0) -> dict[str, Any]:
@@ -29,7 +29,7 @@ class Completions:
     def __init__(self, state: ServingState) -> None:
         self.state = state
 
-    async def completions(self, body: CompletionRequest):
+    async def completions(self, body: CompletionRequest, request: Request):
         state = self.state
         state.check_model(body.model)
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
@@ -48,7 +48,9 @@ class Completions:
         if body.stream:
             events = self._stream(subs[0], prefixes[0], rid, created, body.include_usage)
             return StreamingResponse(events, media_type="text/event-stream")
-        results = await asyncio.gather(*(state.collect(sub) for sub in subs))
+        results = await state.collect_all(subs, request.receive)
+        if results is None:  # the client went away; nobody reads a response
+            return Response(status_code=CLIENT_GONE)
         choices = [
             choice(prefix + text, finish, index=i)
             for i, (prefix, (text, finish)) in enumerate(zip(prefixes, results, strict=True))
