@@ -276,3 +276,13 @@ def test_model_repository_routes_are_off_by_default(server, http):
     assert http.get(f"/v2/models/{MODEL_NAME}/ready").status_code == 200
     log = server.log_path.read_text(encoding="utf-8", errors="replace")
     assert "model-repository routes off" in log
+
+
+def test_routing_errors_on_openai_paths_have_the_openai_shape(http):
+    missing = http.get("/openai/v1/no-such-route")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["type"] == "not_found_error"
+    wrong_method = http.get("/openai/v1/chat/completions")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["message"]
+    assert "POST" in wrong_method.headers["allow"]

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workloads.serve.config import ServeConfig, read_admin_token, read_token
 from workloads.serve.kserve_argv import hidden_argv
@@ -54,12 +55,25 @@ async def invalid_request_response(request: Request, exc: RequestValidationError
     return JSONResponse({"error": message}, status_code=422)
 
 
+async def http_error_response(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Routing errors (404, 405...) in OpenAI's shape on /openai, else FastAPI's; headers such
+    as ``Allow`` on a 405 are kept."""
+    headers = dict(exc.headers or {})
+    if request.url.path.startswith("/openai/"):
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        body = ApiError(exc.status_code, str(exc.detail), type=kind).body()
+    else:
+        body = {"detail": exc.detail}
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+
 def build_app(model: Any, config: ServeConfig, token: str | None, admin_token: str | None = None):
     """Mount the OpenAI router, the error handlers and the middleware on KServe's app."""
     app = kserve_app
     app.include_router(build_router(model.state), prefix="/openai/v1")
     app.add_exception_handler(ApiError, api_error_response)
     app.add_exception_handler(RequestValidationError, invalid_request_response)
+    app.add_exception_handler(StarletteHTTPException, http_error_response)
     app.add_middleware(BodyLimit, max_bytes=config.limits.max_body_bytes)
     if not config.server.repository_routes:
         app.add_middleware(RepositoryRoutesOff)
