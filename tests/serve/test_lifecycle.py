@@ -116,7 +116,7 @@ def test_sigterm_drains_in_flight_requests(tiny_model_dir):
         first = next(stream)  # the streamed request is in flight
         for t in threads:
             t.start()
-        with httpx.Client(base_url=server.url, timeout=10) as http:
+        with httpx.Client(base_url=server.url, headers=server.headers, timeout=10) as http:
             for _ in range(200):  # wait until the three plain requests are in too
                 if "tuneops_serve_in_flight_requests 5.0" in http.get("/metrics").text:
                     break  # 1 stream + 3 plain + this scrape

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from workloads.serve.middleware import BearerAuth
 
 TOKEN = "s3cret"
-OPEN = ["/", "/metrics", "/v2/health/live", "/v2/health/ready"]
+OPEN = ["/", "/v2/health/live", "/v2/health/ready"]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def client() -> TestClient:
 
 @pytest.mark.parametrize(
     "path",
-    ["/v2/health/live", "/v2/health/ready", "/metrics", "/v1/models/m", "/v2/models/m/ready"],
+    ["/", "/v2/health/live", "/v2/health/ready", "/v1/models/m", "/v2/models/m/ready"],
 )
 def test_probes_are_open_to_reads(client, path):
     assert client.get(path).status_code == 200
@@ -41,7 +41,8 @@ def test_probes_are_open_to_reads(client, path):
         ("GET", "/v1/models/m:predict"),
         ("POST", "/v1/models/m"),  # a readiness path, but not a read
         ("POST", "/v2/health/ready"),
-        ("DELETE", "/metrics"),
+        ("DELETE", "/v2/health/live"),
+        ("GET", "/metrics"),
         ("POST", "/v2/models/m/infer"),
         ("POST", "/v2/repository/models/m/unload"),
         ("GET", "/v2/models/m/versions/1:x/ready"),

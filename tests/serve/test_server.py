@@ -169,6 +169,7 @@ def test_auth_required_but_health_stays_open(server):
         assert anon.get("/v2/health/live").status_code == 200
         assert anon.get("/v2/health/ready").status_code == 200
         assert anon.get(f"/v2/models/{MODEL_NAME}/ready").status_code == 200
+        assert anon.get("/metrics").status_code == 401  # behind the same token
     bad = openai.OpenAI(base_url=server.openai_url, api_key="wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         bad.models.list()

@@ -52,7 +52,7 @@ class AuthSection(StrictModel):
     # The admin token for the model-repository routes, when server.repository_routes is on.
     admin_token_env: str = "TUNEOPS_SERVE_ADMIN_TOKEN"
     open_paths: list[str] = Field(
-        default_factory=lambda: ["/", "/metrics", "/v2/health/live", "/v2/health/ready"]
+        default_factory=lambda: ["/", "/v2/health/live", "/v2/health/ready"]
     )
 
 
