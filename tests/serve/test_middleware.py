@@ -164,3 +164,50 @@ def test_an_undeclared_chunked_body_is_cut_off_at_the_limit():
     reply = client.post("/openai/v1/completions", content=chunks())
     assert reply.status_code == 413
     assert client.post("/x", content=(b"z" * 100 for _ in range(10))).json()["size"] == 1000
+
+
+def test_one_client_past_its_in_flight_limit_gets_429_with_retry_after():
+    import asyncio
+
+    import httpx
+
+    from workloads.serve.middleware import PerClientLimit
+
+    app = FastAPI()
+    release = asyncio.Event()
+
+    @app.post("/slow")
+    async def slow() -> dict:
+        await release.wait()
+        return {"ok": True}
+
+    @app.get("/v2/health/live")
+    async def live() -> dict:
+        return {"live": True}
+
+    app.add_middleware(PerClientLimit, limit=2, exempt=["/v2/health/live"])
+
+    async def run():
+        first = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=("10.0.0.1", 1)), base_url="http://t"
+        )
+        other = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=("10.0.0.2", 1)), base_url="http://t"
+        )
+        held = [asyncio.ensure_future(first.post("/slow")) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        refused = await first.post("/slow")
+        probe = await first.get("/v2/health/live")  # probes are not counted
+        third = asyncio.ensure_future(other.post("/slow"))  # another client is not affected
+        await asyncio.sleep(0.05)
+        release.set()
+        done = await asyncio.gather(*held, third)
+        again = await first.post("/slow")  # the slots are free once requests end
+        return refused, probe, done, again
+
+    refused, probe, done, again = asyncio.run(run())
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+    assert refused.json()["error"]["type"] == "rate_limit_error"
+    assert probe.status_code == 200
+    assert [r.status_code for r in done] == [200, 200, 200]
+    assert again.status_code == 200

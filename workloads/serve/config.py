@@ -34,6 +34,8 @@ class LimitsSection(StrictModel):
     max_queue: int = Field(256, ge=1)
     # Prompts one /openai/v1/completions request may carry (a list prompt).
     max_prompts: int = Field(32, ge=1)
+    # Requests one client address may have in flight (streams included); more is a 429.
+    max_in_flight_per_client: int = Field(64, ge=1)
     # Request bodies over this many bytes are a 413, before anything parses them.
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     request_timeout_s: float = Field(120, gt=0)

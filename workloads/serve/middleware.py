@@ -134,6 +134,38 @@ class BodyLimit:
         await send_json(send, 413, body, [(b"connection", b"close")])
 
 
+class PerClientLimit:
+    """At most ``limit`` requests in flight per client address; past it, 429 with
+    ``Retry-After``, so one client cannot take every batch slot from the others. Streams
+    count until they end. Health and readiness probes are not counted."""
+
+    def __init__(self, app: Any, limit: int, exempt: list[str]) -> None:
+        self.app = app
+        self.limit = limit
+        self.exempt = set(exempt)
+        self.in_flight: dict[str, int] = {}
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        client = (scope.get("client") or ("unknown", 0))[0]
+        if self.in_flight.get(client, 0) >= self.limit:
+            message = f"more than {self.limit} requests in flight from this client; retry later"
+            body = {"error": {"message": message, "type": "rate_limit_error", "param": None}}
+            await send_json(send, 429, body, [(b"retry-after", b"1")])
+            return
+        self.in_flight[client] = self.in_flight.get(client, 0) + 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            left = self.in_flight[client] - 1
+            if left:
+                self.in_flight[client] = left
+            else:
+                del self.in_flight[client]
+
+
 async def send_json(send, status: int, payload: dict, headers: list | None = None) -> None:
     """Answer with a JSON body straight from the middleware."""
     body = json.dumps(payload).encode()

@@ -23,6 +23,7 @@ from workloads.serve.kserve_argv import hidden_argv
 from workloads.serve.middleware import (
     BearerAuth,
     BodyLimit,
+    PerClientLimit,
     RepositoryRoutesOff,
     RequestMetrics,
 )
@@ -38,8 +39,9 @@ log = logging.getLogger(__name__)
 
 
 async def api_error_response(request: Request, exc: ApiError) -> JSONResponse:
-    """An ``ApiError`` in OpenAI's error shape, with its status."""
-    return JSONResponse(exc.body(), status_code=exc.status)
+    """An ``ApiError`` in OpenAI's error shape, with its status (a 429 says when to retry)."""
+    headers = {"Retry-After": "1"} if exc.status == 429 else None
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
 async def invalid_request_response(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -75,6 +77,9 @@ def build_app(model: Any, config: ServeConfig, token: str | None, admin_token: s
     app.add_exception_handler(RequestValidationError, invalid_request_response)
     app.add_exception_handler(StarletteHTTPException, http_error_response)
     app.add_middleware(BodyLimit, max_bytes=config.limits.max_body_bytes)
+    app.add_middleware(
+        PerClientLimit, limit=config.limits.max_in_flight_per_client, exempt=config.auth.open_paths
+    )
     if not config.server.repository_routes:
         app.add_middleware(RepositoryRoutesOff)
     if token or admin_token:
