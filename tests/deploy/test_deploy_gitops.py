@@ -361,3 +361,18 @@ def test_a_render_without_a_token_secret_is_refused_in_one_line():
 def test_a_literal_token_in_the_deploy_config_is_refused():
     with pytest.raises(UserError, match="never a literal"):
         load_deploy_config("staging", overrides=["serving.env.TUNEOPS_SERVE_TOKEN=abc"])
+
+
+def test_pods_get_a_grace_period_longer_than_the_server_shutdown():
+    from workloads.deploy.manifests import ModelVersion, ReleaseState, env_manifests
+    from workloads.serve.config import load_serve_config
+
+    server = load_serve_config().server
+    assert server.drain_s < server.grace_period_s
+    cfg = load_deploy_config("prod")
+    files = env_manifests(cfg, ReleaseState(stable=ModelVersion(ref=V1, storage_uri=V1)))
+    grace = files["serving/inferenceservice.yaml"]["spec"]["predictor"]
+    assert grace["terminationGracePeriodSeconds"] > server.grace_period_s
+    short = load_deploy_config("prod", overrides=["serving.termination_grace_s=20"])
+    with pytest.raises(UserError, match="termination_grace_s is 20"):
+        env_manifests(short, ReleaseState(stable=ModelVersion(ref=V1, storage_uri=V1)))

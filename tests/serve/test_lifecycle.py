@@ -137,3 +137,54 @@ def test_sigterm_drains_in_flight_requests(tiny_model_dir):
     # Once drained and gone, nothing listens on the port any more.
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{server.url}/v2/health/live", timeout=2)
+
+
+@pytest.mark.e2e
+def test_sigterm_with_a_full_queue_fails_the_rest_at_the_drain_deadline(tiny_model_dir):
+    """Work that cannot finish by server.drain_s ends in a clear 503, and the process exits 0
+    inside grace_period_s instead of being killed at the end of it."""
+    overrides = [
+        *FAST,
+        "batching.max_batch=1",  # one sequence at a time: the queue cannot finish in time
+        "server.drain_s=2",
+        "server.grace_period_s=12",
+    ]
+    server = ServerProcess(str(tiny_model_dir), overrides=overrides)
+    server.start()
+    statuses: list[int] = []
+    messages: list[str] = []
+
+    def call():
+        body = {"model": "cloudops-assistant", "prompt": "kubectl", "max_tokens": 400}
+        with httpx.Client(base_url=server.url, headers=server.headers, timeout=60) as http:
+            reply = http.post("/openai/v1/completions", json=body)
+        statuses.append(reply.status_code)
+        if reply.status_code != 200:
+            messages.append(reply.json()["error"]["message"])
+
+    threads = [threading.Thread(target=call) for _ in range(24)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(1.0)  # all 24 are admitted; one decodes, the rest wait
+        started = time.monotonic()
+        server.terminate()
+        for t in threads:
+            t.join(30)
+        assert server.proc.wait(30) == 0, server.log_tail()
+        took = time.monotonic() - started
+    finally:
+        server.stop()
+    assert took < 12, f"exit took {took:.1f} s, past grace_period_s"
+    assert len(statuses) == 24 and set(statuses) <= {200, 503}, statuses
+    assert 503 in statuses, "nothing was left at the deadline; the test did not fill the queue"
+    assert all("shutting down" in m for m in messages), messages
+    assert "drain deadline" in server.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def test_the_drain_deadline_must_fall_inside_the_grace_period():
+    from workloads.serve.config import load_serve_config
+
+    with pytest.raises(UserError, match="drain_s must be shorter than grace_period_s"):
+        load_serve_config(overrides=["server.drain_s=30", "server.grace_period_s=30"])
+    assert load_serve_config().server.drain_s < load_serve_config().server.grace_period_s

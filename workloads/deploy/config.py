@@ -153,6 +153,9 @@ class ServingConfig(StrictModel):
     extra_args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     auth: ServingAuth = Field(default_factory=ServingAuth)
+    # The pod's terminationGracePeriodSeconds: longer than the server's own shutdown
+    # (configs/serve server.grace_period_s), so Kubernetes never kills it mid-drain.
+    termination_grace_s: int = Field(default=45, ge=1)
 
     @model_validator(mode="after")
     def _bounds(self) -> ServingConfig:

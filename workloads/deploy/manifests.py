@@ -91,6 +91,20 @@ def _gpu_placement(
     return tolerations, dict(cfg.gpu.node_selector) or None
 
 
+def _termination_grace(cfg: DeployConfig) -> int:
+    """The pod's grace period, refused unless it outlasts the server's own shutdown."""
+    from workloads.serve.config import load_serve_config
+
+    server = load_serve_config().server
+    grace = cfg.serving.termination_grace_s
+    if grace <= server.grace_period_s:
+        raise UserError(
+            f"{cfg.env}: serving.termination_grace_s is {grace}; it must be longer than the "
+            f"server's grace_period_s ({server.grace_period_s}) so the pod is not killed mid-drain"
+        )
+    return grace
+
+
 def _token(cfg: DeployConfig) -> tuple[list, list[str]]:
     """The server's bearer token from its Secret, and the flag that makes the server refuse to
     start without it. A render that needs auth and names no Secret is refused."""
@@ -194,6 +208,7 @@ def inference_service(
         tolerations=tolerations,
         node_selector=node_selector,
         canary_traffic_percent=canary_percent,
+        termination_grace_period_seconds=_termination_grace(cfg),
     )
     isvc = V1beta1InferenceService(
         api_version="serving.kserve.io/v1beta1",

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tuneops.core.config import StrictModel, load_config
 from tuneops.core.errors import UserError
@@ -22,6 +22,16 @@ class ServerSection(StrictModel):
     enable_grpc: bool = False
     grpc_port: int = Field(8081, ge=0, le=65535)
     grace_period_s: int = Field(30, ge=0)
+    # On SIGTERM: readiness fails and nothing new is admitted at once; what has not finished
+    # after drain_s seconds fails with a clear error, so the process exits inside its grace.
+    drain_s: float = Field(20, ge=0)
+
+    @model_validator(mode="after")
+    def _drain_inside_grace(self) -> ServerSection:
+        if self.drain_s >= self.grace_period_s > 0:
+            raise ValueError("drain_s must be shorter than grace_period_s")
+        return self
+
     # KServe's model-repository routes (/v2/repository/models/<name>/load|unload) let a client
     # unload the model. Off: they do not exist (404). On: they need the admin token.
     repository_routes: bool = False

@@ -72,6 +72,7 @@ class Engine:
         self._cond = threading.Condition()
         self._ids = itertools.count(1)
         self._stopping = False
+        self._abort: str | None = None  # set by the drain deadline: fail what is left
         self._thread: threading.Thread | None = None
         # Batch state, touched only by the engine thread.
         self._active: list[Sequence] = []
@@ -109,6 +110,22 @@ class Engine:
             self._cond.notify()
         return seqs
 
+    def begin_drain(self, deadline_s: float) -> None:
+        """Stop admitting (new requests get 503); what is still queued or decoding after
+        ``deadline_s`` fails with a clear error, so shutdown ends inside its grace period."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        timer = threading.Timer(deadline_s, self._deadline_passed)
+        timer.daemon = True
+        timer.start()
+
+    def _deadline_passed(self) -> None:
+        with self._cond:
+            if self._pending or self._active:
+                self._abort = "the server is shutting down and could not finish this request"
+                self._cond.notify()
+
     def stop(self, timeout: float | None = None) -> None:
         """Finish the work already queued, then stop the thread."""
         with self._cond:
@@ -136,6 +153,10 @@ class Engine:
                         self._cond.wait()
                     if self._stopping and not self._pending and not self._active:
                         return
+                    abort, self._abort = self._abort, None
+                if abort:
+                    self._abort_all(abort)
+                    continue
                 try:
                     self._step()
                 except Exception as exc:  # a bug or OOM must fail requests, not the server
@@ -293,6 +314,18 @@ class Engine:
             for layer in self._cache.layers:
                 layer.keys = layer.keys[:, :, first:, :]
                 layer.values = layer.values[:, :, first:, :]
+
+    def _abort_all(self, message: str) -> None:
+        """Fail every queued and decoding sequence (the drain deadline has passed)."""
+        with self._cond:
+            left, self._pending = list(self._pending), collections.deque()
+            metrics.QUEUE_DEPTH.set(0)
+        for seq in left:
+            seq.send(Event("error", text=message))
+        log.warning(
+            "drain deadline: %d request(s) failed unfinished", len(left) + len(self._active)
+        )
+        self._fail_all(message)
 
     def _fail_all(self, message: str) -> None:
         for seq in self._active:

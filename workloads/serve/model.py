@@ -91,6 +91,14 @@ class TextGenerationModel(kserve.Model):
             f"in {loaded.load_seconds:.1f} s; dtype {dtype}: {loaded.precision_reason}"
         )
 
+    def begin_drain(self, deadline_s: float) -> None:
+        """SIGTERM: readiness fails and new requests are refused at once; whatever is still
+        running after ``deadline_s`` fails with a clear error."""
+        self.ready = False
+        if self.state is not None:
+            self.state.engine.begin_drain(deadline_s)
+        log.info("draining: not ready, admitting nothing, %g s to finish", deadline_s)
+
     def stop(self) -> None:
         self.ready = False
         if self.state is not None:

@@ -93,15 +93,30 @@ def build_app(model: Any, config: ServeConfig, token: str | None, admin_token: s
 class HostModelServer(kserve.ModelServer):
     """KServe's ModelServer bound to the configured host instead of always 0.0.0.0."""
 
-    def __init__(self, *, host: str, **kwargs: Any) -> None:
+    def __init__(self, *, host: str, on_exit: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.bind_host = host
+        self.on_exit = on_exit  # called once, at the first SIGTERM or SIGINT
+
+    def _hook_exit(self) -> None:
+        """Run ``on_exit`` when uvicorn is told to stop, before it waits for open requests."""
+        uv = self._rest_server._server
+        handle_exit = uv.handle_exit
+
+        def draining_exit(sig: int, frame: Any) -> None:
+            if self.on_exit is not None:
+                on_exit, self.on_exit = self.on_exit, None
+                on_exit()
+            handle_exit(sig, frame)
+
+        uv.handle_exit = draining_exit
 
     async def _serve(self) -> None:
         # KServe binds 0.0.0.0; the configured host (127.0.0.1 in tests) is set here,
         # before uvicorn reads it.
         if self._rest_server is not None:
             self._rest_server.config.host = self.bind_host
+            self._hook_exit()
         await super()._serve()
 
 
@@ -112,10 +127,12 @@ def run_server(config: ServeConfig, model_ref: str) -> None:
     model = TextGenerationModel(config, model_ref)
     model.load()
     build_app(model, config, token, admin_token)
+    drain_s = config.server.drain_s
     # KServe logs three timing lines per request at INFO; the access log already says enough.
     logging.getLogger("kserve.trace").setLevel(logging.WARNING)
     server = HostModelServer(
         host=config.server.host,
+        on_exit=lambda: model.begin_drain(drain_s),
         http_port=config.server.port,
         grpc_port=config.server.grpc_port,
         enable_grpc=config.server.enable_grpc,

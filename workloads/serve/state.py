@@ -223,7 +223,7 @@ class ServingState:
             elif kind == "done":
                 return "".join(parts), text
             else:
-                status = 504 if "timed out" in text else 500
+                status = 504 if "timed out" in text else 503 if "shutting down" in text else 500
                 raise ApiError(status, text, type="server_error")
         raise ApiError(500, "generation ended without a result", type="server_error")
 
