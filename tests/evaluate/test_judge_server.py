@@ -23,7 +23,7 @@ def server(embedded_model_dir):
 def _counter(server, name: str) -> float:
     import httpx
 
-    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    text = httpx.get(f"{server.url}/metrics", headers=server.headers, timeout=10).text
     total = 0.0
     for line in text.splitlines():
         if line.startswith(name) and not line.startswith("#"):
