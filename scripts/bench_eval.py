@@ -15,6 +15,7 @@ import time
 from workloads.evaluate.config import load_eval_config
 from workloads.evaluate.generate import LocalGenerator
 from workloads.evaluate.items import benchmark_items
+from workloads.models.refs import DEFAULT_MODEL
 
 
 def measure(ref: str, prompts, batch_size: int, max_new_tokens: int, dtype: str):
@@ -37,7 +38,7 @@ def measure(ref: str, prompts, batch_size: int, max_new_tokens: int, dtype: str)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="embedded:smollm2-135m-instruct")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--questions", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=64)

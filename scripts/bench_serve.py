@@ -171,6 +171,8 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
 
 
 def parse_args() -> argparse.Namespace:
+    from workloads.models.refs import DEFAULT_MODEL
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument(
@@ -181,7 +183,7 @@ def parse_args() -> argparse.Namespace:
         metavar=("AT1", "AT8", "AT32"),
         help="requests sent at concurrency 1, 8 and 32",
     )
-    parser.add_argument("--model", default="embedded:smollm2-135m-instruct")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--output", default=None, help="JSON results (default .cache/bench)")
     parser.add_argument("--baseline-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)

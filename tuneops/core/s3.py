@@ -24,10 +24,9 @@ def split_uri(uri: str, *, what: str = "location") -> tuple[str, str]:
 def safe_target(dest: Path, rel: str, source: str) -> Path:
     """``dest / rel``, refused when ``rel`` would land outside ``dest`` (a ``..`` segment or a
     leading ``/``): an object store's keys are not trusted paths."""
-    if rel.startswith("/") or ".." in rel.replace("\\", "/").split("/"):
-        raise UserError(f"{source}: the key would be written outside {dest}; refusing it")
     target = dest / rel
-    if not target.resolve().is_relative_to(dest.resolve()):
+    escapes = rel.startswith("/") or ".." in rel.replace("\\", "/").split("/")
+    if escapes or not target.resolve().is_relative_to(dest.resolve()):
         raise UserError(f"{source}: the key would be written outside {dest}; refusing it")
     return target
 

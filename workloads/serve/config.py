@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from tuneops.core.config import StrictModel, load_config
 from tuneops.core.errors import UserError
 from tuneops.core.paths import CONFIG_DIR
+from workloads.models.refs import DEFAULT_MODEL
 
 DEFAULT_CONFIG = CONFIG_DIR / "serve" / "default.yaml"
 
@@ -77,7 +78,7 @@ class SamplingSection(StrictModel):
 
 class ServeConfig(StrictModel):
     model_name: str = Field("cloudops-assistant", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    model: str = "embedded:smollm2-135m-instruct"
+    model: str = DEFAULT_MODEL
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "auto"
     cpu_threads: int = Field(0, ge=0)

@@ -12,6 +12,7 @@ from tuneops.core.config import StrictModel, apply_overrides, load_config, valid
 from tuneops.core.errors import UserError
 from tuneops.core.paths import CONFIG_DIR
 from tuneops.core.tracking import TrackingConfig
+from workloads.models.refs import DEFAULT_MODEL
 from workloads.train.trl_args import PROJECT_DEFAULTS, check_trl_section
 
 DEFAULT_CONFIG = CONFIG_DIR / "train" / "default.yaml"
@@ -83,7 +84,7 @@ class TrainTracking(TrackingConfig):
 
 
 class TrainConfig(StrictModel):
-    base_model: str = Field("embedded:smollm2-135m-instruct", min_length=1)
+    base_model: str = Field(DEFAULT_MODEL, min_length=1)
     dataset: str = Field("cloudops", min_length=1)
     run_name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
     output_dir: Path | None = None

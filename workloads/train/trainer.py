@@ -120,7 +120,7 @@ def plan_run(
     if resume:
         resume_from = find_resume_point(out_dir / CHECKPOINTS, remote, state.is_main_process)
     with state.main_process_first():
-        model_dir = workloads.models.resolve_model(cfg.base_model)
+        model_dir = workloads.models.resolve_model(cfg.base_model, tracking_uri=cfg.tracking.uri)
     return TrainRun(
         cfg=cfg,
         precision=precision,

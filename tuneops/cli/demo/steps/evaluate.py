@@ -80,14 +80,14 @@ def _register_and_promote(reg_cfg, run_id: str):
 def run(state: DemoState) -> DemoState:
     from workloads.evaluate.report import comparison_table
     from workloads.evaluate.runner import run_eval
-    from workloads.models.refs import registry_uri
+    from workloads.models.refs import DEFAULT_MODEL, registry_uri
 
     if not state.train_run_id and not state.merged_dir:
         console.print(f"[yellow]{SKIPPED}[/]")
         return state.with_report(SKIPPED, promoted=False)
     reg_cfg, eval_cfg = _configs(state)
     baselines = {
-        "base": eval_cfg.baselines.get("base", "embedded:smollm2-135m-instruct"),
+        "base": eval_cfg.baselines.get("base", DEFAULT_MODEL),
         "champion": registry_uri(reg_cfg.name, alias=reg_cfg.aliases.champion),
     }
     model, run_id = _candidate(state)
