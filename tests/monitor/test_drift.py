@@ -9,51 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from tuneops.cli import app
-from workloads.data.snapshot import write_snapshot
 from workloads.monitor.config import DriftSection
 from workloads.monitor.drift import compare, psi
 from workloads.monitor.prompts import load_prompts
-
-TOPICS = {
-    "kubernetes": ["pod", "deployment", "service", "ingress", "namespace", "kubectl", "node"],
-    "terraform": ["state", "plan", "apply", "module", "provider", "backend", "lock"],
-    "helm": ["chart", "release", "values", "rollback", "upgrade", "repository", "template"],
-}
-VERBS = ["how do I", "why does my", "what is the best way to configure a", "explain the"]
-
-
-def cloud_question(rng: random.Random) -> str:
-    topic = rng.choice(sorted(TOPICS))
-    words = rng.sample(TOPICS[topic], 3)
-    return f"{rng.choice(VERBS)} {topic} {words[0]} with {words[1]} and {words[2]}?"
-
-
-def chat_record(i: int, question: str) -> dict:
-    return {
-        "id": f"r{i}",
-        "kind": "chat",
-        "source": "test",
-        "category": None,
-        "messages": [
-            {"role": "user", "content": question},
-            {"role": "assistant", "content": "Use the documented command."},
-        ],
-    }
-
-
-@pytest.fixture
-def snapshot(tmp_path):
-    rng = random.Random(0)
-    train = [chat_record(i, cloud_question(rng)) for i in range(300)]
-    snap = write_snapshot(
-        "drifttest",
-        {"train": train, "validation": [], "test": []},
-        {},
-        [],
-        "card",
-        root=tmp_path / "datasets",
-    )
-    return snap
 
 
 def write_log(path, prompts):
@@ -69,7 +27,7 @@ def run_drift(log, snapshot, *extra):
     )
 
 
-def test_similar_prompts_pass(tmp_path, snapshot):
+def test_similar_prompts_pass(tmp_path, snapshot, cloud_question):
     rng = random.Random(1)
     log = write_log(tmp_path / "p.jsonl", [cloud_question(rng) for _ in range(80)])
     report_path = tmp_path / "report.json"
@@ -93,7 +51,7 @@ def test_shifted_prompts_exit_non_zero(tmp_path, snapshot):
     assert "drift DETECTED" in result.output
 
 
-def test_window_keeps_the_most_recent_prompts(tmp_path, snapshot):
+def test_window_keeps_the_most_recent_prompts(tmp_path, snapshot, cloud_question):
     rng = random.Random(3)
     old = ["write a poem about the sea and its rhyming verses"] * 50
     recent = [cloud_question(rng) for _ in range(60)]

@@ -1,1 +1,2 @@
-"""Production monitoring: drift of the prompts the server sampled against the training set."""
+"""Production monitoring: drift of sampled prompts against the training set, and the sink that
+samples the GPU runtime's prompts from KServe's inference logger."""

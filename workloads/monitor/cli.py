@@ -63,3 +63,25 @@ def drift(
     console.print(summary)
     if report.drifted:
         raise typer.Exit(1)
+
+
+@app.command()
+def sink(
+    host: str = typer.Option(None, "--host", help="interface to bind (default: sink.host)."),
+    port: int = typer.Option(None, "--port", "-p", help="HTTP port (default: sink.port)."),
+    log: str = typer.Option(
+        None, "--log", help="where sampled prompts go: a JSONL file or s3://bucket/prefix."
+    ),
+    config: Path = typer.Option(None, "--config", "-c", help="monitor config YAML."),
+    env: str = typer.Option(
+        None, "--env", help="environment (local, dev, ...): applies <config>.<env>.yaml."
+    ),
+    overrides: list[str] = typer.Option(None, "--set", help="override a config value: k=v"),
+) -> None:
+    """Receive KServe inference-logger events and sample their prompts for drift."""
+    from tuneops.core.config import option_overrides
+    from workloads.monitor.config import load_monitor_config
+    from workloads.monitor.sink import run_sink
+
+    extra = option_overrides(overrides, {"sink.host": host, "sink.port": port, "sink.log": log})
+    run_sink(load_monitor_config(config, env=env, overrides=extra).sink)

@@ -1,6 +1,7 @@
 """What drift compares: the prompts the server sampled, and the prompts it was trained on.
 
-The sampled log (``sampling.log`` in ``configs/serve``) is a JSONL file, a folder of them, or
+The sampled log (``sampling.log`` in ``configs/serve``, or ``sink.log`` in ``configs/monitor``
+for the sink that samples the GPU runtime's traffic) is a JSONL file, a folder of them, or
 an ``s3://bucket/prefix`` of ``*.jsonl`` objects, one ``{"ts", "route", "prompt", ...}`` record
 per line. The reference is a dataset snapshot's split (or a JSONL file of records).
 """
@@ -85,3 +86,10 @@ def load_reference(ref: str, split: str) -> list[str]:
     else:
         rows = load_snapshot(ref).split(split)
     return [p for p in (record_prompt(r) for r in rows) if p]
+
+
+def chat_prompt(messages: list[dict[str, str]]) -> str:
+    """The text of a chat that is sampled for drift: its last user message, else its last
+    message (``messages`` as ``{"role", "content"}`` with the content as plain text)."""
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    return users[-1] if users else messages[-1]["content"]
