@@ -41,8 +41,37 @@ def _container(isvc: dict) -> dict:
 
 
 def _storage(isvc: dict) -> str:
+    """The model's location on either runtime: the Hugging Face runtime's storageUri, or the
+    project server's STORAGE_URI."""
+    predictor = isvc["spec"]["predictor"]
+    if "model" in predictor:
+        return predictor["model"]["storageUri"]
     env = {e["name"]: e.get("value") for e in _container(isvc)["env"]}
     return env["STORAGE_URI"]
+
+
+COMMON = [
+    "apps/serving.yaml",
+    "root-app.yaml",
+    "serving/httproute.yaml",
+    "serving/inferenceservice.yaml",
+    "serving/networkpolicy.yaml",
+    "serving/podmonitor.yaml",
+    "serving/ratelimit.yaml",
+    "serving/release-state.yaml",
+    "serving/securitypolicy.yaml",
+]
+# dev runs the project's server (the gateway injects its token); staging and prod run vLLM
+# with the inference logger feeding the prompt sink.
+EXTRA = {
+    "dev": ["serving/backend-token-filter.yaml"],
+    "staging": [
+        "serving/prompt-sink-deployment.yaml",
+        "serving/prompt-sink-networkpolicy.yaml",
+        "serving/prompt-sink-service.yaml",
+    ],
+}
+EXTRA["prod"] = EXTRA["staging"]
 
 
 def test_render_is_deterministic_and_complete(tmp_path):
@@ -50,13 +79,7 @@ def test_render_is_deterministic_and_complete(tmp_path):
         cfg = load_deploy_config(env)
         first = gitops.render(cfg, model=V1, root=tmp_path / "a")
         gitops.render(cfg, model=V1, root=tmp_path / "b")
-        assert first.files == [
-            "apps/serving.yaml",
-            "root-app.yaml",
-            "serving/httproute.yaml",
-            "serving/inferenceservice.yaml",
-            "serving/release-state.yaml",
-        ]
+        assert first.files == sorted(COMMON + EXTRA[env])
         assert _tree(tmp_path / "a" / env) == _tree(tmp_path / "b" / env)
         # Rendering again over the same folder changes nothing.
         again = gitops.render(cfg, root=tmp_path / "a")
@@ -75,9 +98,7 @@ def test_rendered_manifests_have_env_specifics(tmp_path):
     dev_isvc = _load(tmp_path, "dev", "serving/inferenceservice.yaml")
     prod_isvc = _load(tmp_path, "prod", "serving/inferenceservice.yaml")
     assert dev_isvc["kind"] == "InferenceService"
-    assert dev_isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == (
-        "RawDeployment"
-    )
+    assert dev_isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
     # dev serves on CPU: no GPU toleration, selector or GPU limit.
     assert "tolerations" not in dev_isvc["spec"]["predictor"]
     assert "nodeSelector" not in dev_isvc["spec"]["predictor"]
@@ -88,17 +109,17 @@ def test_rendered_manifests_have_env_specifics(tmp_path):
         {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
     ]
     assert predictor["nodeSelector"] == {"tuneops.io/accelerator": "nvidia"}
-    assert _container(prod_isvc)["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert predictor["model"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert (predictor["minReplicas"], predictor["maxReplicas"]) == (
         prod.serving.min_replicas,
         prod.serving.max_replicas,
     )
     assert predictor["serviceAccountName"] == "model-server"
-    # Model by its pinned storage URI, image by an immutable tag.
+    # Model by its pinned storage URI; the project's image by an immutable tag.
     assert _storage(prod_isvc) == V1
-    image = _container(prod_isvc)["image"]
-    assert image.endswith("/tuneops/serve:0.1.0-gpu")
-    assert _container(prod_isvc)["args"][:3] == ["serve", "--model", "/mnt/models"]
+    image = _container(dev_isvc)["image"]
+    assert image.endswith("/tuneops/serve:0.1.0")
+    assert _container(dev_isvc)["args"][:3] == ["serve", "--model", "/mnt/models"]
     # App of apps: the root app syncs apps/, which holds the serving app.
     root_app = _load(tmp_path, "prod", "root-app.yaml")
     serving_app = _load(tmp_path, "prod", "apps/serving.yaml")
@@ -175,7 +196,7 @@ def test_canary_in_knative_mode_uses_canary_traffic_percent(tmp_path):
     gitops.render(cfg, model=V1, root=tmp_path)
     gitops.promote(cfg, model=V2, canary=10, full=False, root=tmp_path)
     isvc = _load(tmp_path, "dev", "serving/inferenceservice.yaml")
-    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 10
     assert _storage(isvc) == V2
     assert not (tmp_path / "dev" / "serving" / "httproute.yaml").exists()
@@ -197,29 +218,6 @@ def test_promote_refuses_bad_requests(tmp_path):
         gitops.promote(cfg, model=V1, canary=10, full=False, root=tmp_path)
     with pytest.raises(UserError, match="no canary"):
         gitops.promote(cfg, model=None, canary=None, full=True, root=tmp_path)
-
-
-def test_validation_names_the_bad_field():
-    cfg = load_deploy_config("dev")
-    from workloads.deploy.manifests import ModelVersion, ReleaseState, env_manifests
-
-    files = env_manifests(cfg, ReleaseState(stable=ModelVersion(ref=V1, storage_uri=V1)))
-    isvc = files["serving/inferenceservice.yaml"]
-    isvc["spec"]["predictor"]["minReplica"] = 1
-    with pytest.raises(UserError, match=r"spec\.predictor: unknown field\(s\) minReplica"):
-        validate_manifest(isvc, "isvc", "1.31")
-    cm = files["serving/release-state.yaml"]
-    cm["data"]["stable"] = 3  # ConfigMap values must be strings
-    with pytest.raises(UserError, match="invalid ConfigMap"):
-        validate_manifest(cm, "cm", "1.31")
-    route = files["serving/httproute.yaml"]
-    route["spec"]["rules"][0]["backendRefs"][0]["weight"] = -5
-    with pytest.raises(UserError, match="invalid HTTPRoute"):
-        validate_manifest(route, "route", "1.31")
-    app = files["apps/serving.yaml"]
-    app["spec"]["sourc"] = app["spec"].pop("source")
-    with pytest.raises(UserError, match="invalid Application"):
-        validate_manifest(app, "app", "1.31")
 
 
 def test_a_refusing_policy_gate_keeps_the_old_files(tmp_path, monkeypatch):
@@ -335,10 +333,13 @@ def test_model_references_other_than_registry_and_s3_are_refused():
 
 
 @pytest.mark.parametrize("env", ["dev", "staging", "prod"])
-def test_every_shared_environment_serves_behind_a_token_from_a_secret(env):
-    from workloads.deploy.manifests import ModelVersion, ReleaseState, env_manifests
+def test_the_project_runtime_serves_behind_a_token_from_a_secret(env):
+    from workloads.deploy.manifests import env_manifests
+    from workloads.deploy.release import ModelVersion, ReleaseState
 
-    cfg = load_deploy_config(env)
+    # staging and prod serve on vLLM; their project-runtime fallback needs the token too.
+    overrides = [] if env == "dev" else ["serving.runtime=project"]
+    cfg = load_deploy_config(env, overrides=overrides)
     files = env_manifests(cfg, ReleaseState(stable=ModelVersion(ref=V1, storage_uri=V1)))
     isvc = files["serving/inferenceservice.yaml"]
     container = _container(isvc)
@@ -351,9 +352,11 @@ def test_every_shared_environment_serves_behind_a_token_from_a_secret(env):
 
 
 def test_a_render_without_a_token_secret_is_refused_in_one_line():
-    from workloads.deploy.manifests import ModelVersion, ReleaseState, env_manifests
+    from workloads.deploy.manifests import env_manifests
+    from workloads.deploy.release import ModelVersion, ReleaseState
 
-    cfg = load_deploy_config("prod", overrides=["serving.auth.token_secret=null"])
+    overrides = ["serving.runtime=project", "serving.auth.token_secret=null"]
+    cfg = load_deploy_config("prod", overrides=overrides)
     with pytest.raises(UserError, match=r"prod: serving.auth.token_secret is not set"):
         env_manifests(cfg, ReleaseState(stable=ModelVersion(ref=V1, storage_uri=V1)))
 
@@ -364,7 +367,8 @@ def test_a_literal_token_in_the_deploy_config_is_refused():
 
 
 def test_pods_get_a_grace_period_longer_than_the_server_shutdown():
-    from workloads.deploy.manifests import ModelVersion, ReleaseState, env_manifests
+    from workloads.deploy.manifests import env_manifests
+    from workloads.deploy.release import ModelVersion, ReleaseState
     from workloads.serve.config import load_serve_config
 
     server = load_serve_config().server

@@ -239,6 +239,11 @@ def test_platform_releases_pinned_ordered_and_wired(synthesized, stack_json):
             "nvidia-device-plugin",
             "envoy-gateway",
             "kserve-gateway",
+            "kserve-crd",
+            "kserve-runtimes",
+            "keda",
+            "cluster-issuers",
+            "gateway-certificate",
         } <= names
         for release in releases:
             assert re.fullmatch(r"v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?", release["version"])
@@ -254,7 +259,7 @@ def test_platform_releases_pinned_ordered_and_wired(synthesized, stack_json):
     assert CdktfTesting.to_have_resource_with_properties(
         synth(synthesized, "prod", "platform"),
         "helm_release",
-        {"name": "kserve", "chart": "kserve", "version": "v0.14.1"},
+        {"name": "kserve", "chart": "kserve-resources", "version": "v0.20.0"},
     )
     prod_values = json.dumps(resources(stack_json("prod", "platform"), "helm_release"))
     assert "retention: 30d" in prod_values  # the prod overlay of platform/values/
@@ -275,7 +280,7 @@ def test_gateway_api_installed_before_kserve_with_the_gateway_the_canary_route_u
     assert (envoy["repository"], envoy["chart"], envoy["version"]) == (
         "oci://docker.io/envoyproxy",
         "gateway-helm",
-        "v1.7.0",
+        "v1.9.0",
     )
     assert envoy["namespace"] == "envoy-gateway-system"
     gateway_release = by_name["kserve-gateway"]

@@ -16,6 +16,15 @@ from tuneops.core.config import StrictModel, load_config
 from tuneops.core.errors import UserError
 from tuneops.core.paths import CONFIG_DIR
 from tuneops.core.tracking import TrackingConfig
+from workloads.deploy.runtime_config import (
+    AutoscalingConfig,
+    GatewayAuth,
+    GatewayTls,
+    HuggingFaceRuntime,
+    NetworkAccess,
+    PromptLogging,
+    RateLimit,
+)
 
 DEPLOY_CONFIG_DIR = CONFIG_DIR / "deploy"
 
@@ -132,6 +141,12 @@ class ServingAuth(StrictModel):
 
 
 class ServingConfig(StrictModel):
+    # project: the project's own server image (`tuneops serve`), the CPU runtime.
+    # huggingface: KServe's Hugging Face serving runtime, which runs vLLM on the GPU.
+    runtime: Literal["project", "huggingface"] = "project"
+    huggingface: HuggingFaceRuntime = Field(default_factory=HuggingFaceRuntime)
+    autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
+    prompt_logging: PromptLogging = Field(default_factory=PromptLogging)
     # standard: KServe's Standard (formerly RawDeployment) mode; a canary is a second
     # InferenceService behind a weighted Gateway API HTTPRoute. knative: KServe's Knative
     # (formerly Serverless) mode; a canary is the InferenceService's canaryTrafficPercent.
@@ -161,6 +176,10 @@ class ServingConfig(StrictModel):
     def _bounds(self) -> ServingConfig:
         if self.max_replicas < self.min_replicas:
             raise ValueError("max_replicas must be >= min_replicas")
+        if self.runtime == "huggingface" and not self.gpu:
+            raise ValueError("runtime huggingface serves through vLLM, which needs gpu: true")
+        if self.runtime == "project" and self.huggingface.lora:
+            raise ValueError("huggingface.lora applies to runtime huggingface only")
         if SERVE_TOKEN_ENV in self.env:
             raise ValueError(
                 f"env.{SERVE_TOKEN_ENV}: a token is never a literal here; name its Kubernetes "
@@ -181,6 +200,10 @@ class RouteConfig(StrictModel):
     hostnames: list[str] = Field(default_factory=list)
     # Port of the `<isvc>-predictor` Service KServe creates in standard mode.
     service_port: int = 80
+    auth: GatewayAuth = Field(default_factory=GatewayAuth)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    tls: GatewayTls = Field(default_factory=GatewayTls)
+    network: NetworkAccess = Field(default_factory=NetworkAccess)
 
 
 class ArgoCDConfig(StrictModel):
@@ -261,6 +284,11 @@ class DeployConfig(StrictModel):
         ):
             if name not in self.images.images:
                 raise ValueError(f"{field_name}: {name!r} is not one of images.images")
+        logging_image = self.serving.prompt_logging.image
+        if self.serving.prompt_logging.enabled and logging_image not in self.images.images:
+            raise ValueError(
+                f"serving.prompt_logging.image: {logging_image!r} is not one of images.images"
+            )
         self.images.ref(self.serving.image)  # tag checks
         return self
 

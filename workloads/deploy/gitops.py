@@ -29,8 +29,9 @@ from tuneops.core.errors import UserError
 from tuneops.core.io import atomic_dir
 from tuneops.core.paths import REPO_ROOT
 from workloads.deploy.config import DeployConfig
-from workloads.deploy.manifests import Canary, ModelVersion, ReleaseState, env_manifests
-from workloads.deploy.manifests import state_from_configmap as _state_from_cm
+from workloads.deploy.manifests import env_manifests
+from workloads.deploy.release import Canary, ModelVersion, ReleaseState
+from workloads.deploy.release import state_from_configmap as _state_from_cm
 from workloads.deploy.validate import validate_manifest
 from workloads.models.refs import parse_ref
 from workloads.models.registry import lookup_version, registry_client
@@ -107,13 +108,66 @@ def resolve_model_version(ref: str, cfg: DeployConfig) -> ModelVersion:
         raise UserError(
             f"cannot resolve {ref} in the registry at {tracking}: {exc.message}"
         ) from exc
-    return ModelVersion(
+    version = ModelVersion(
         ref=parsed.text,
         name=found.name,
         version=found.version,
         run_id=found.run_id,
         storage_uri=_storage_uri(uri, cfg),
     )
+    if cfg.serving.runtime == "huggingface" and cfg.serving.huggingface.lora:
+        return _with_adapter(version, client, cfg)
+    return version
+
+
+def _with_adapter(version: ModelVersion, client: Any, cfg: DeployConfig) -> ModelVersion:
+    """Add the run's LoRA adapter and its base model's location, for vLLM's LoRA serving.
+
+    The run that produced the version logged ``adapter/`` and tagged ``tuneops.base_model``;
+    the base must itself be a registered version or an s3:// URI the cluster can read."""
+    from mlflow.exceptions import MlflowException
+
+    label = version.label()
+    if not version.run_id:
+        raise UserError(f"{label} has no source run, so no adapter to serve")
+    try:
+        run = client.get_run(version.run_id)
+        adapter = client.list_artifacts(version.run_id, "adapter")
+    except MlflowException as exc:
+        raise UserError(f"{label}: cannot read run {version.run_id}: {exc.message}") from exc
+    base_ref = run.data.tags.get("tuneops.base_model")
+    if not adapter or not base_ref:
+        raise UserError(
+            f"{label}: run {version.run_id} has no adapter/ artifact or no tuneops.base_model "
+            "tag; serve the merged model (serving.huggingface.lora: false)"
+        )
+    if parse_ref(base_ref).kind not in ("models", "s3"):
+        raise UserError(
+            f"{label}: its base {base_ref} is not a registered model or s3:// URI, so the "
+            "cluster cannot download it; register the base and train from models:/..."
+        )
+    _check_rank(client, version, cfg)
+    plain = cfg.model_copy(deep=True)
+    plain.serving.huggingface.lora = False
+    base = resolve_model_version(base_ref, plain)
+    adapter_uri = _storage_uri(f"{run.info.artifact_uri.rstrip('/')}/adapter", cfg)
+    return version.model_copy(update={"base_uri": base.storage_uri, "adapter_uri": adapter_uri})
+
+
+def _check_rank(client: Any, version: ModelVersion, cfg: DeployConfig) -> None:
+    """vLLM refuses an adapter whose rank is over --max-lora-rank: say so at render time."""
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(version.run_id, "adapter/adapter_config.json", tmp)
+        rank = json.loads(Path(path).read_text(encoding="utf-8")).get("r")
+    limit = cfg.serving.huggingface.max_lora_rank
+    if not isinstance(rank, int) or rank > limit:
+        raise UserError(
+            f"{version.label()}: adapter rank {rank} is over serving.huggingface.max_lora_rank "
+            f"({limit}); raise it to a vLLM rank of at least {rank}"
+        )
 
 
 def _storage_uri(uri: str, cfg: DeployConfig) -> str:
