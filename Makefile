@@ -14,7 +14,7 @@ ENV ?= local
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help setup lock test test-fast lint fmt demo \
-	bench-data bench-train bench-serve \
+	bench-data bench-train bench-serve gpu-wheels gpu-check \
 	synth policy plan apply destroy drift local-up local-down local-status \
 	images images-lint clean
 
@@ -59,11 +59,23 @@ bench-data: setup ## dataset dedup throughput and recall on 100k generated recor
 bench-train: setup ## project training defaults vs plain TRL SFTTrainer defaults
 	$(PY) scripts/bench_train.py
 
-bench-serve: setup ## model server vs one-generate-per-request FastAPI baseline
+bench-serve: setup ## model server vs one-generate-per-request FastAPI baseline, and under abuse
 	$(PY) scripts/bench_serve.py
 
 bench-eval: setup ## batched eval generation vs one prompt per generate() call
 	$(PY) scripts/bench_eval.py
+
+# gpu-check runs on a CUDA machine's own Python (the project's .venv where there is one), with
+# the wheels that Python lacks brought along in GPU_WHEELS: nothing is downloaded there.
+GPU_WHEELS ?= .cache/gpu-wheels
+GPU_PYTHON_VERSION ?= 3.12
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+
+gpu-wheels: setup ## download the wheels gpu-check installs on a GPU machine (GPU_WHEELS)
+	$(PY) scripts/gpu_check.py --download-wheels --wheels $(GPU_WHEELS) --python-version $(GPU_PYTHON_VERSION)
+
+gpu-check: ## on a CUDA GPU: bf16 LoRA fine-tune, then engine vs generate() at 1 and 32
+	@$(GPU_PY) scripts/gpu_check.py --wheels $(GPU_WHEELS)
 
 .PHONY: bench-eval eval promote rollback
 MODEL ?= embedded:smollm2-135m-instruct
