@@ -33,12 +33,14 @@ class ServiceStatus:
     pid: int | None
     url: str | None
     log: Path
+    note: str | None = None  # one more thing a user of the service needs, e.g. its token file
 
     def line(self) -> str:
         state = "healthy" if self.healthy else ("running, not ready" if self.running else "stopped")
         where = f" at {self.url}" if self.url and self.running else ""
         pid = f" (pid {self.pid})" if self.running else ""
-        return f"{self.name:<14} {state}{where}{pid}"
+        note = f"; {self.note}" if self.note else ""
+        return f"{self.name:<14} {state}{where}{pid}{note}"
 
 
 class Service:

@@ -16,7 +16,8 @@ from workloads.data.ingest.qgen import generate_pairs
 
 
 @pytest.mark.e2e
-def test_generation_against_the_project_model_server(tmp_path, tiny_model_dir):
+def test_generation_against_the_project_model_server(tmp_path, tiny_model_dir, monkeypatch):
+    from workloads.data.config import QuestionGeneration
     from workloads.serve.process import ServerProcess
 
     docs = tmp_path / "docs"
@@ -24,6 +25,8 @@ def test_generation_against_the_project_model_server(tmp_path, tiny_model_dir):
     body = "Cordon the node, then drain it with kubectl drain --ignore-daemonsets. " * 3
     (docs / "runbook.md").write_text(f"# Node maintenance\n{body}\n\n# Upgrades\n{body}\n")
     with ServerProcess(str(tiny_model_dir), startup_timeout=240) as server:
+        # The server takes its token; the client reads it from generate.api_key_env.
+        monkeypatch.setenv(QuestionGeneration().api_key_env, server.token)
         source = DocsSource(
             type="docs",
             name="docs",

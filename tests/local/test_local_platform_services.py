@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import socket
+import stat
 import tempfile
 import uuid
 from pathlib import Path
@@ -166,11 +167,37 @@ def test_model_server_serves_and_stops_cleanly(platform, tiny_model_dir):
     try:
         status = server.start()
         assert status.healthy
-        models = requests.get(f"{server.url}/openai/v1/models", timeout=10)
+        # Closed like any other: the token made at the first start is the one it takes.
+        token = server.token_file.read_text().strip()
+        assert stat.S_IMODE(server.token_file.stat().st_mode) == 0o600
+        assert f"bearer token in {server.token_file}" in server.status().line()
+        auth = {"Authorization": f"Bearer {token}"}
+        models = requests.get(f"{server.url}/openai/v1/models", headers=auth, timeout=10)
         assert models.status_code == 200 and models.json()["data"]
+        assert requests.get(f"{server.url}/openai/v1/models", timeout=10).status_code == 401
+        assert requests.get(f"{server.url}/v2/health/ready", timeout=10).status_code == 200
     finally:
         server.stop()
     assert not server.running() and not _listening(platform["settings"].model_server.port)
+
+
+def test_the_model_server_token_is_made_once_readable_by_its_owner_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNEOPS_SERVE_TOKEN", "from-the-shell")
+    settings = LocalPlatformSettings(model_server=ModelServerSettings(port=_free_port()))
+    server = ModelServerService(tmp_path, settings, mlflow=object())
+    assert not server.token_file.exists()  # nothing is written before a start
+    token = server.ensure_token()
+    assert len(token) >= 32 and server.token_file.read_text() == token + "\n"
+    assert stat.S_IMODE(server.token_file.stat().st_mode) == 0o600
+    assert server.ensure_token() == token  # reused at every later start
+    server.token_file.chmod(0o644)
+    assert server.ensure_token() == token
+    assert stat.S_IMODE(server.token_file.stat().st_mode) == 0o600
+    # The server reads the file alone, whatever the calling shell exports.
+    command = server.command()
+    assert f"auth.token_file={server.token_file}" in command and "auth.token_env=null" in command
+    line = server.status().line()
+    assert line.startswith("model-server") and f"bearer token in {server.token_file}" in line
 
 
 @pytest.mark.e2e

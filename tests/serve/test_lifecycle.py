@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -17,7 +20,7 @@ FAST = ["dtype=float32", "limits.max_new_tokens=400"]
 
 
 def chat(server, content="What is a Kubernetes Service?", **kw):
-    client = openai.OpenAI(base_url=server.openai_url, api_key="unused", max_retries=0)
+    client = openai.OpenAI(base_url=server.openai_url, api_key=server.token, max_retries=0)
     return client.chat.completions.create(
         model="cloudops-assistant",
         messages=[{"role": "user", "content": content}],
@@ -153,6 +156,7 @@ def test_sigterm_with_a_full_queue_fails_the_rest_at_the_drain_deadline(tiny_mod
     server.start()
     statuses: list[int] = []
     messages: list[str] = []
+    refused_at: list[float] = []
 
     def call():
         body = {"model": "cloudops-assistant", "prompt": "kubectl", "max_tokens": 400}
@@ -160,6 +164,7 @@ def test_sigterm_with_a_full_queue_fails_the_rest_at_the_drain_deadline(tiny_mod
             reply = http.post("/openai/v1/completions", json=body)
         statuses.append(reply.status_code)
         if reply.status_code != 200:
+            refused_at.append(time.monotonic())
             messages.append(reply.json()["error"]["message"])
 
     threads = [threading.Thread(target=call) for _ in range(24)]
@@ -175,7 +180,10 @@ def test_sigterm_with_a_full_queue_fails_the_rest_at_the_drain_deadline(tiny_mod
         took = time.monotonic() - started
     finally:
         server.stop()
-    assert took < 12, f"exit took {took:.1f} s, past grace_period_s"
+    # Exit 0 once the drain deadline (2 s) has passed, well inside the grace period (12 s).
+    assert 2 <= took < 7, f"exit took {took:.1f} s (drain_s 2, grace_period_s 12)"
+    # What was still queued ran until the deadline, not a moment less.
+    assert refused_at and min(refused_at) - started >= 2 - 0.1
     assert len(statuses) == 24 and set(statuses) <= {200, 503}, statuses
     assert 503 in statuses, "nothing was left at the deadline; the test did not fill the queue"
     assert all("shutting down" in m for m in messages), messages
@@ -188,3 +196,51 @@ def test_the_drain_deadline_must_fall_inside_the_grace_period():
     with pytest.raises(UserError, match="drain_s must be shorter than grace_period_s"):
         load_serve_config(overrides=["server.drain_s=30", "server.grace_period_s=30"])
     assert load_serve_config().server.drain_s < load_serve_config().server.grace_period_s
+
+
+def test_without_a_token_the_server_refuses_to_start_in_one_line(tiny_model_dir):
+    """Closed by default: no token, no server, and the one line says how to set one or how
+    to serve openly on purpose (it comes before the model is loaded)."""
+    env = {k: v for k, v in os.environ.items() if k != "TUNEOPS_SERVE_TOKEN"}
+    command = [sys.executable, "-m", "tuneops.cli", "serve", "--model", str(tiny_model_dir)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [
+        "error: no bearer token is set and auth.required is on: export TUNEOPS_SERVE_TOKEN "
+        "or set auth.token_file, or pass --set auth.required=false to serve every route openly"
+    ]
+
+
+def test_a_token_comes_from_the_environment_or_the_secret_file(tmp_path, monkeypatch):
+    from workloads.serve.config import load_serve_config, read_token
+
+    monkeypatch.delenv("TUNEOPS_SERVE_TOKEN", raising=False)
+    assert load_serve_config().auth.required is True
+    with pytest.raises(UserError, match=r"--set auth\.required=false"):
+        read_token(load_serve_config())
+    assert read_token(load_serve_config(overrides=["auth.required=false"])) is None
+    secret = tmp_path / "token"
+    secret.write_text("from-file\n")
+    assert read_token(load_serve_config(overrides=[f"auth.token_file={secret}"])) == "from-file"
+    monkeypatch.setenv("TUNEOPS_SERVE_TOKEN", "from-env")
+    assert read_token(load_serve_config()) == "from-env"
+
+
+@pytest.mark.e2e
+def test_an_open_server_on_purpose_warns_that_every_route_is_open(tiny_model_dir):
+    overrides = [*FAST, "auth.required=false", "auth.token_env=null"]
+    with ServerProcess(str(tiny_model_dir), overrides=overrides) as server:
+        assert httpx.get(f"{server.openai_url}/models", timeout=30).status_code == 200
+        doc = httpx.get(f"{server.url}/openapi.json", timeout=30).json()
+        log = server.log_path.read_text(encoding="utf-8", errors="replace")
+    assert "every route of this server is open to anyone who can reach" in log
+    # The document says so too: no security scheme, no 401.
+    chat = doc["paths"]["/openai/v1/chat/completions"]["post"]
+    assert "securitySchemes" not in doc["components"] and "401" not in chat["responses"]
+
+
+def test_a_server_process_is_never_started_without_a_token(tiny_model_dir):
+    first, second = ServerProcess(str(tiny_model_dir)), ServerProcess(str(tiny_model_dir))
+    assert len(first.token) >= 32 and first.token != second.token
+    assert first.headers == {"Authorization": f"Bearer {first.token}"}
+    assert ServerProcess(str(tiny_model_dir), token="given").token == "given"

@@ -95,4 +95,52 @@ def test_streaming_several_prompts_is_refused(client):
 def test_invalid_body_is_400_in_openai_shape(client):
     reply = client.post("/openai/v1/completions", json={"model": MODEL, "prompt": []})
     assert reply.status_code == 400
-    assert "prompt must not be an empty list" in reply.json()["error"]["message"]
+    message = reply.json()["error"]["message"]
+    assert "prompt.list[str]: List should have at least 1 item" in message
+
+
+@pytest.mark.parametrize("prompt", ["", "\u001d"])
+def test_a_prompt_with_no_tokens_starts_from_the_start_of_text(client, prompt):
+    """The document allows an empty prompt, so the server takes one (and one the tokenizer
+    keeps nothing of): generation starts from the start-of-text token."""
+    body = {"model": MODEL, "prompt": prompt, "max_tokens": 3, "temperature": 0}
+    reply = client.post("/openai/v1/completions", json=body)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["usage"]["prompt_tokens"] == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("n", 1.5), ("n", "1"), ("max_tokens", "5"), ("stream", 0), ("echo", 1), ("stop", "")],
+)
+def test_values_of_the_wrong_json_type_are_refused(client, field, value):
+    """The body takes the JSON types the document gives: no coercion of 0 to false or of a
+    string to a number."""
+    body = {"model": MODEL, "prompt": "kubectl", "max_tokens": 2, field: value}
+    reply = client.post("/openai/v1/completions", json=body)
+    assert reply.status_code == 400, (field, value, reply.text)
+    assert field in reply.json()["error"]["message"]
+
+
+def test_a_whole_float_is_an_integer(client):
+    body = {"model": MODEL, "prompt": "kubectl", "max_tokens": 2.0, "n": 1.0}
+    assert client.post("/openai/v1/completions", json=body).status_code == 200
+
+
+def test_either_token_limit_over_the_server_limit_is_refused(client):
+    over = ServeConfig().limits.max_new_tokens + 1
+    base = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+    for field in ("max_tokens", "max_completion_tokens"):
+        body = {**base, "max_tokens": 2, "max_completion_tokens": 2, field: over}
+        reply = client.post("/openai/v1/chat/completions", json=body)
+        assert reply.status_code == 400 and reply.json()["error"]["param"] == field
+
+
+def test_a_tiny_temperature_is_greedy_and_fails_nothing(client):
+    """Dividing logits by 1e-300 overflows; such a request is decoded greedily, and the
+    sequences sharing its batch are not failed."""
+    body = {"model": MODEL, "prompt": "helm", "max_tokens": 4}
+    greedy = client.post("/openai/v1/completions", json={**body, "temperature": 0}).json()
+    tiny = client.post("/openai/v1/completions", json={**body, "temperature": 1e-300})
+    assert tiny.status_code == 200, tiny.text
+    assert tiny.json()["choices"][0]["text"] == greedy["choices"][0]["text"]

@@ -49,6 +49,10 @@ class LimitsSection(StrictModel):
     max_in_flight_per_client: int = Field(64, ge=1)
     # Request bodies over this many bytes are a 413, before anything parses them.
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    # A request head (request line and headers) over this many bytes is a 431.
+    max_header_bytes: int = Field(64 * 1024, ge=1024)
+    # A request head, and then its body, must arrive within this many seconds (else 408).
+    read_timeout_s: float = Field(30, gt=0)
     request_timeout_s: float = Field(120, gt=0)
 
 
@@ -61,12 +65,12 @@ class BatchingSection(StrictModel):
 class AuthSection(StrictModel):
     token_env: str | None = "TUNEOPS_SERVE_TOKEN"
     token_file: Path | None = None
-    required: bool = False
+    # Closed by default: without a token the server refuses to start, unless this is false.
+    required: bool = True
     # The admin token for the model-repository routes, when server.repository_routes is on.
     admin_token_env: str = "TUNEOPS_SERVE_ADMIN_TOKEN"
-    open_paths: list[str] = Field(
-        default_factory=lambda: ["/", "/v2/health/live", "/v2/health/ready"]
-    )
+    # Paths a GET or HEAD reaches without the token (model readiness is open too).
+    open_paths: list[str] = Field(default_factory=lambda: ["/v2/health/live", "/v2/health/ready"])
 
 
 class SamplingSection(StrictModel):
@@ -122,7 +126,8 @@ def read_admin_token(config: ServeConfig) -> str | None:
 
 
 def read_token(config: ServeConfig) -> str | None:
-    """The bearer token from the environment variable, else the secret file, else None."""
+    """The bearer token from the environment variable, else the secret file; None only when
+    ``auth.required`` is off (an open server)."""
     auth = config.auth
     if auth.token_env and os.environ.get(auth.token_env):
         return os.environ[auth.token_env].strip()
@@ -135,8 +140,9 @@ def read_token(config: ServeConfig) -> str | None:
             raise UserError(f"auth.token_file {path} is empty")
         return token
     if auth.required:
+        where = f"export {auth.token_env} or set" if auth.token_env else "set"
         raise UserError(
-            f"auth.required is on but no token is set: export {auth.token_env} "
-            "or set auth.token_file"
+            f"no bearer token is set and auth.required is on: {where} auth.token_file, "
+            "or pass --set auth.required=false to serve every route openly"
         )
     return None

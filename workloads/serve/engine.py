@@ -76,6 +76,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         # Batch state, touched only by the engine thread.
         self._active: list[Sequence] = []
+        self._admitted: list[Sequence] = []  # taken from the queue this step, not yet joined
         self._cache = None
         self._mask = None
         self._last = None
@@ -156,14 +157,20 @@ class Engine:
                     abort, self._abort = self._abort, None
                 if abort:
                     self._abort_all(abort)
+                    metrics.RUNNING.set(0)
                     continue
                 try:
                     self._step()
                 except Exception as exc:  # a bug or OOM must fail requests, not the server
                     log.exception("generation step failed")
                     self._fail_all(f"generation failed: {type(exc).__name__}: {exc}")
+                metrics.RUNNING.set(len(self._active))
 
     def _take_pending(self) -> list[Sequence]:
+        with self._cond:  # a waiting request whose client went away gives its place back now
+            if any(seq.cancelled for seq in self._pending):
+                self._pending = collections.deque(s for s in self._pending if not s.cancelled)
+                metrics.QUEUE_DEPTH.set(len(self._pending))
         room = min(self.max_batch - len(self._active), self.max_prefill_batch)
         if room <= 0:
             return []
@@ -188,12 +195,22 @@ class Engine:
 
     def _step(self) -> None:
         admitted = self._take_pending()
+        self._admitted = admitted
         if admitted:
-            self._prefill(admitted)
+            try:
+                joining = self._prefill(admitted)
+            except Exception as exc:  # fails these prompts alone; the running batch goes on
+                log.exception("prefill failed")
+                self._fail(admitted, f"generation failed: {type(exc).__name__}: {exc}")
+                joining = None
+            if joining is not None:
+                self._join(*joining)
+        self._admitted = []
         if self._active:
             self._decode()
 
-    def _prefill(self, seqs: list[Sequence]) -> None:
+    def _prefill(self, seqs: list[Sequence]) -> tuple | None:
+        """Prefill ``seqs`` together; what joins the running batch (None: all finished)."""
         import torch
         from transformers import DynamicCache
 
@@ -219,13 +236,13 @@ class Engine:
         metrics.PROMPT_TOKENS.inc(int(mask.sum()))
         keep = self._advance(seqs, tokens)
         if not keep:
-            return
+            return None
         if len(keep) < len(seqs):
             index = torch.tensor(keep, device=self.device)
             cache.batch_select_indices(index)
             mask, tokens = mask[index], tokens[index]
             seqs = [seqs[i] for i in keep]
-        self._join(seqs, cache, mask, tokens)
+        return seqs, cache, mask, tokens
 
     def _join(self, seqs: list[Sequence], cache: Any, mask: Any, tokens: Any) -> None:
         """Append freshly prefilled rows to the running batch, left-padding the shorter side."""
@@ -320,17 +337,24 @@ class Engine:
         with self._cond:
             left, self._pending = list(self._pending), collections.deque()
             metrics.QUEUE_DEPTH.set(0)
-        for seq in left:
-            seq.send(Event("error", text=message))
+        self._fail(left, message)
         log.warning(
             "drain deadline: %d request(s) failed unfinished", len(left) + len(self._active)
         )
         self._fail_all(message)
 
     def _fail_all(self, message: str) -> None:
-        for seq in self._active:
-            seq.send(Event("error", text=message))
+        """Fail the running batch and what was joining it (a decode step failed)."""
+        self._fail([*self._active, *self._admitted], message)
         self._active, self._cache, self._mask, self._last = [], None, None, None
+        self._admitted = []
+
+    @staticmethod
+    def _fail(seqs: list[Sequence], message: str) -> None:
+        for seq in seqs:
+            if seq.finish_reason is None:
+                seq.finish_reason = "error"
+                seq.send(Event("error", text=message))
 
 
 def _pad_left(tensor: Any, width: int) -> Any:

@@ -37,6 +37,7 @@ BATCH_SIZE = Histogram(
     buckets=_BATCH_BUCKETS,
 )
 QUEUE_DEPTH = Gauge("tuneops_serve_queue_depth", "Requests waiting for a batch slot.")
+RUNNING = Gauge("tuneops_serve_running_sequences", "Sequences holding a batch slot now.")
 IN_FLIGHT = Gauge("tuneops_serve_in_flight_requests", "HTTP requests being handled now.")
 PROMPTS_SAMPLED = Counter(
     "tuneops_serve_prompts_sampled_total", "Prompts written to the drift sample log."

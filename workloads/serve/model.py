@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import Any
 
 from tuneops.core.paths import cache_dir
@@ -161,6 +162,12 @@ def read_prompts(payload: Any) -> tuple[list[str], dict[str, Any], bool]:
             prompts = _strings(inputs[0].data)
         except (UnicodeDecodeError, TypeError) as exc:
             raise InvalidInput(f"the BYTES input is not UTF-8 text: {exc}") from exc
+        shape = list(inputs[0].shape or [])
+        whole = all(isinstance(n, int) and not isinstance(n, bool) for n in shape)
+        if not whole or math.prod(shape) != len(prompts):
+            raise InvalidInput(
+                f"the BYTES input's shape {shape} does not hold its {len(prompts)} prompts"
+            )
         return prompts, dict(payload.parameters or {}), True
     if isinstance(payload, dict) and isinstance(payload.get("instances"), list):
         items = payload["instances"]
@@ -170,7 +177,10 @@ def read_prompts(payload: Any) -> tuple[list[str], dict[str, Any], bool]:
         ]
         if not all(isinstance(p, str) for p in prompts):
             raise InvalidInput('each instance is a string or {"prompt": "..."}')
-        return prompts, dict(payload.get("parameters") or {}), False
+        params = payload.get("parameters")
+        if params is not None and not isinstance(params, dict):
+            raise InvalidInput("parameters is an object of generation options")
+        return prompts, dict(params or {}), False
     raise InvalidInput('expected a v2 request with a BYTES input or {"instances": [...]}')
 
 
@@ -194,9 +204,9 @@ def _strings(data: Any) -> list[str]:
 def _number(
     params: dict[str, Any], name: str, default: Any, kind: type, low: float, high: float
 ) -> Any:
-    value = params.get(name, default)
+    value = params.get(name)
     if value is None:
-        return None
+        return default
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInput(f"parameter {name} must be a number, got {value!r}")
     if kind is int and int(value) != value:
@@ -211,7 +221,9 @@ def parse_parameters(params: dict[str, Any]) -> dict[str, Any]:
     chat = params.get("chat", True)
     if not isinstance(chat, bool):
         raise InvalidInput("parameter chat must be true or false")
-    stop = params.get("stop") or []
+    stop = params.get("stop")
+    if stop is None:
+        stop = []
     if isinstance(stop, str):
         stop = [stop]
     if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):

@@ -1,16 +1,18 @@
 """Run the model server in a background process: for tests, the demo and benchmarks.
 
     with ServerProcess("embedded:smollm2-135m-instruct") as server:
-        client = openai.OpenAI(base_url=server.openai_url, api_key=server.token or "none")
+        client = openai.OpenAI(base_url=server.openai_url, api_key=server.token)
 
 The server binds a free port on 127.0.0.1 and is started as ``python -m tuneops.cli serve``
 under ``tuneops.core.process.Supervisor``: it is ready when ``/v2/health/ready`` answers (a
 process that dies first makes its log tail the error), and ``stop()`` sends SIGTERM so in-flight
-requests finish before the process exits.
+requests finish before the process exits. The server is closed like any other: without a
+``token`` a random one is made, so ``server.token`` and ``server.headers`` are always set.
 """
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +43,7 @@ class ServerProcess:
         self.name = name
         self.host = "127.0.0.1"
         self.port = port or free_port(self.host)
-        self.token = token
+        self.token = token or secrets.token_urlsafe(32)
         self.env = dict(env or {})
         self.startup_timeout = startup_timeout
         self._log_path = Path(log_path) if log_path else None
@@ -57,7 +59,7 @@ class ServerProcess:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return {"Authorization": f"Bearer {self.token}"}
 
     @property
     def proc(self) -> subprocess.Popen | None:
@@ -79,9 +81,7 @@ class ServerProcess:
         return cmd
 
     def start(self) -> ServerProcess:
-        env = {**self.env, "PYTHONUNBUFFERED": "1"}
-        if self.token:
-            env["TUNEOPS_SERVE_TOKEN"] = self.token
+        env = {**self.env, "PYTHONUNBUFFERED": "1", "TUNEOPS_SERVE_TOKEN": self.token}
         self._process = Supervisor(
             self.command(),
             name="the model server",

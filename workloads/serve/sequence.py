@@ -22,6 +22,21 @@ class SamplingParams:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        """Checked here, at submission: a bad value must fail its own request, never reach the
+        engine thread, where it would fail every sequence of the batch."""
+        number = (int, float)
+        if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int):
+            raise ValueError(f"max_tokens must be a whole number, got {self.max_tokens!r}")
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        if not isinstance(self.temperature, number) or not 0 <= self.temperature <= 2:
+            raise ValueError(f"temperature must be between 0 and 2, got {self.temperature!r}")
+        if not isinstance(self.top_p, number) or not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be above 0 and at most 1, got {self.top_p!r}")
+        if not all(isinstance(s, str) and s for s in self.stop):
+            raise ValueError("stop takes non-empty strings")
+
 
 @dataclass
 class Event:
@@ -113,16 +128,23 @@ def finish(seq: Sequence, tokenizer: Any, reason: str, *, hit_stop: bool = False
     seq.send(Event("done", finish_reason=reason))
 
 
+# Below this temperature sampling is greedy: dividing logits by a smaller one overflows to inf,
+# and the softmax of that is NaN (one request's parameters must never fail the batch).
+MIN_TEMPERATURE = 1e-3
+
+
 def sample_tokens(logits: Any, seqs: list[Sequence]) -> Any:
-    """The next token of each row: argmax where temperature is 0, else top-p sampling."""
+    """The next token of each row: argmax where temperature is (almost) 0, else top-p
+    sampling. A row whose probabilities are not finite falls back to its argmax."""
     import torch
 
     logits = logits.float()
     greedy = logits.argmax(-1)
-    if all(s.params.temperature <= 0 for s in seqs):
+    greedy_rows = [s.params.temperature < MIN_TEMPERATURE for s in seqs]
+    if all(greedy_rows):
         return greedy
     temps = torch.tensor(
-        [s.params.temperature if s.params.temperature > 0 else 1.0 for s in seqs],
+        [1.0 if g else s.params.temperature for s, g in zip(seqs, greedy_rows, strict=True)],
         device=logits.device,
     ).unsqueeze(1)
     top_p = torch.tensor([s.params.top_p for s in seqs], device=logits.device).unsqueeze(1)
@@ -131,7 +153,9 @@ def sample_tokens(logits: Any, seqs: list[Sequence]) -> Any:
     cumulative = sorted_probs.cumsum(-1)
     drop = (cumulative - sorted_probs) > top_p  # always keeps the most likely token
     sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+    broken = ~torch.isfinite(sorted_probs).all(-1) | (sorted_probs.sum(-1) <= 0)
+    sorted_probs[broken] = 1.0  # any pick; the row takes its argmax below
     picked = torch.multinomial(sorted_probs, 1)
     sampled = order.gather(-1, picked).squeeze(-1)
-    is_greedy = torch.tensor([s.params.temperature <= 0 for s in seqs], device=logits.device)
+    is_greedy = torch.tensor(greedy_rows, device=logits.device) | broken
     return torch.where(is_greedy, greedy, sampled)

@@ -1,7 +1,8 @@
 """What every route shares: the engine, the tokenizer, the limits, and the error type.
 
 Every check a request can fail raises ``ApiError`` with a 4xx status and a message naming the
-field to fix; the app turns it into OpenAI's error shape.
+field to fix; the app turns it into the error shape of the route's protocol
+(``middleware.error_body``).
 """
 
 from __future__ import annotations
@@ -42,16 +43,6 @@ class ApiError(Exception):
             code,
         )
 
-    def body(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
-
 
 @dataclass
 class Submitted:
@@ -77,6 +68,9 @@ class ServingState:
         # Chat templating and tokenizing take long for a big request: they run on this one
         # thread, so the event loop (health probes, streams) never waits on them.
         self._tokenizing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
+        # No token is longer than this many bytes of text, so a longer text than
+        # max_prompt_tokens of them is refused without spending time tokenizing it.
+        self.max_prompt_bytes = self.limits.max_prompt_tokens * _longest_token_bytes(tokenizer)
 
     async def off_loop(self, fn, *args):
         """Run ``fn(*args)`` on the tokenizing thread and wait for it without blocking."""
@@ -93,8 +87,9 @@ class ServingState:
             )
 
     def _check_prompt(self, ids: list[int], param: str) -> list[int]:
-        if not ids:
-            raise ApiError(400, f"{param} is empty", param=param)
+        if not ids:  # an empty prompt (or one the tokenizer keeps nothing of): start of text
+            start = self.tokenizer.bos_token_id
+            ids = [start if start is not None else self.tokenizer.eos_token_id]
         if len(ids) > self.limits.max_prompt_tokens:
             raise ApiError(
                 400,
@@ -104,6 +99,12 @@ class ServingState:
                 code="context_length_exceeded",
             )
         return ids
+
+    def check_max_tokens(self, value: int | None, param: str = "max_tokens") -> None:
+        limit = self.limits.max_new_tokens
+        if value is not None and value > limit:
+            msg = f"{param} is {value}; this server allows at most {limit}"
+            raise ApiError(400, msg, param=param)
 
     def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
         from jinja2.exceptions import TemplateError
@@ -115,12 +116,22 @@ class ServingState:
         except TemplateError as exc:
             msg = f"messages do not fit the chat template: {exc}"
             raise ApiError(400, msg, param="messages") from exc
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return self._check_prompt(ids, "messages")
+        return self._check_prompt(self._tokenize(text, "messages"), "messages")
 
     def encode_text(self, text: str) -> list[int]:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return self._check_prompt(ids, "prompt")
+        return self._check_prompt(self._tokenize(text, "prompt"), "prompt")
+
+    def _tokenize(self, text: str, param: str) -> list[int]:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > self.max_prompt_bytes:
+            raise ApiError(
+                400,
+                f"{param} is {size} bytes, more than {self.limits.max_prompt_tokens} tokens "
+                "hold; shorten it",
+                param=param,
+                code="context_length_exceeded",
+            )
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def encode_texts(self, texts: list[str]) -> list[list[int]]:
         return [self.encode_text(text) for text in texts]
@@ -152,12 +163,13 @@ class ServingState:
         limit = self.limits.max_new_tokens
         if max_tokens is None:
             max_tokens = min(self.limits.default_max_tokens, limit)
-        if max_tokens > limit:
-            msg = f"max_tokens is {max_tokens}; this server allows at most {limit}"
-            raise ApiError(400, msg, param="max_tokens")
-        params = SamplingParams(
-            max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=tuple(stop or ())
-        )
+        self.check_max_tokens(max_tokens)
+        try:
+            params = SamplingParams(
+                max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=tuple(stop or ())
+            )
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from exc
         try:
             seqs = self.engine.submit_all(prompts, params)
         except QueueFull as exc:
@@ -226,6 +238,12 @@ class ServingState:
                 status = 504 if "timed out" in text else 503 if "shutting down" in text else 500
                 raise ApiError(status, text, type="server_error")
         raise ApiError(500, "generation ended without a result", type="server_error")
+
+
+def _longest_token_bytes(tokenizer: Any) -> int:
+    """The most bytes of text one token of ``tokenizer`` stands for."""
+    tokens = list(tokenizer.get_vocab())
+    return max(len(tokenizer.convert_tokens_to_string([t]).encode("utf-8")) for t in tokens)
 
 
 async def _disconnected(receive) -> None:

@@ -25,6 +25,8 @@ class ChatCompletions:
     async def chat_completions(self, body: ChatCompletionRequest, request: Request):
         state = self.state
         state.check_model(body.model)
+        state.check_max_tokens(body.max_tokens)
+        state.check_max_tokens(body.max_completion_tokens, "max_completion_tokens")
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
         prompt_ids = await state.off_loop(state.encode_chat, messages)
         users = [m["content"] for m in messages if m["role"] == "user"]

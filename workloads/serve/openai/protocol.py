@@ -11,16 +11,38 @@ what the server built.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from openai.types import CompletionUsage
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from openai.types import CompletionUsage, Model
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from workloads.serve.state import Submitted
 
 
 class _Loose(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # Unknown fields that change nothing are ignored; the known ones take exactly the JSON
+    # types the API document gives them (no 0 for false, no 1.0 for an integer).
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+# A stop string: an empty one is refused by the schema itself.
+Text = Annotated[str, Field(min_length=1)]
+
+
+def _whole(value: Any) -> Any:
+    """JSON Schema's integer: 2.0 is one (strict pydantic alone would refuse it)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# A count of one or more; ``max_tokens`` is bounded by the server's limit in the API document.
+Count = Annotated[int, Field(ge=1), BeforeValidator(_whole)]
 
 
 class TextPart(_Loose):
@@ -74,11 +96,13 @@ def refuse_unsupported(data: Any) -> Any:
 
 class _GenerationRequest(_Loose):
     model: str = Field(min_length=1)
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: Count | None = None
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    n: int = Field(1, ge=1, le=1, description="one choice per prompt is supported")
-    stop: str | list[str] | None = None
+    n: Annotated[int, Field(ge=1, le=1), BeforeValidator(_whole)] = Field(
+        1, description="one choice per prompt is supported"
+    )
+    stop: Text | Annotated[list[Text], Field(max_length=4)] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
 
@@ -87,10 +111,7 @@ class _GenerationRequest(_Loose):
     @field_validator("stop")
     @classmethod
     def _stops(cls, value: str | list[str] | None) -> list[str]:
-        stops = [value] if isinstance(value, str) else list(value or [])
-        if len(stops) > 4 or any(not s for s in stops):
-            raise ValueError("stop takes at most 4 non-empty strings")
-        return stops
+        return [value] if isinstance(value, str) else list(value or [])
 
     @property
     def include_usage(self) -> bool:
@@ -100,19 +121,21 @@ class _GenerationRequest(_Loose):
 
 class ChatCompletionRequest(_GenerationRequest):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: Count | None = None
 
 
 class CompletionRequest(_GenerationRequest):
-    prompt: str | list[str]
+    # One prompt or a non-empty list of them. A prompt may be empty (or hold nothing the
+    # tokenizer keeps): generation then starts from the start-of-text token.
+    prompt: str | Annotated[list[str], Field(min_length=1)]
     echo: bool = False
 
-    @field_validator("prompt")
-    @classmethod
-    def _prompt(cls, value: str | list[str]) -> str | list[str]:
-        if isinstance(value, list) and not value:
-            raise ValueError("prompt must not be an empty list")
-        return value
+
+class ModelsResponse(BaseModel):
+    """The body of ``GET /openai/v1/models``."""
+
+    object: Literal["list"]
+    data: list[Model]
 
 
 def sse(payload: Any) -> str:

@@ -43,11 +43,11 @@ def pick_model(name: str, tracking_uri: str) -> tuple[str, str]:
     )
 
 
-def _ask_all(base_url: str, name: str):
+def _ask_all(base_url: str, token: str, name: str):
     """Ask every question at once: the server decodes the answers together in one batch."""
     import openai
 
-    client = openai.OpenAI(base_url=base_url, api_key="demo", max_retries=0)
+    client = openai.OpenAI(base_url=base_url, api_key=token, max_retries=0)
 
     def ask(question: str):
         t0 = time.perf_counter()
@@ -76,7 +76,7 @@ def run(state: DemoState) -> DemoState:
             f"server ready at {server.openai_url} in {time.perf_counter() - started:.1f} s"
         )
         t0 = time.perf_counter()
-        replies = _ask_all(server.openai_url, name)
+        replies = _ask_all(server.openai_url, server.token, name)
         wall = time.perf_counter() - t0
     for question, (reply, _seconds) in zip(QUESTIONS, replies, strict=True):
         answer = reply.choices[0].message.content.strip()
