@@ -315,3 +315,48 @@ def test_a_client_gone_mid_request_or_while_queued_frees_its_place(tight):
     decoding.close()
     wait_for(tight, "tuneops_serve_running_sequences", 0, within=2)
     assert gauges(tight)["tuneops_serve_queue_depth"] == 0
+
+
+def test_oversized_bodies_get_their_413_not_a_reset(server):
+    """The server reads and drops what a refused client is still sending before it closes, so
+    the client sees the 413 rather than a reset connection, every time."""
+    body = b"x" * (2 * 1024 * 1024)
+    statuses = []
+    for _ in range(20):
+        reply = httpx.post(
+            f"{server.openai_url}/completions",
+            content=body,
+            headers={**server.headers, "content-type": "application/json"},
+            timeout=30,
+        )
+        statuses.append(reply.status_code)
+    assert statuses == [413] * 20
+
+
+def test_a_forwarded_for_header_does_not_make_another_client(tight):
+    """X-Forwarded-For is not believed: three requests in flight from 127.0.0.1 fill its share
+    whatever addresses the headers claim, and the fourth is refused."""
+    threads = []
+    answers = []
+
+    def hold(n: int) -> None:
+        headers = {**tight.headers, "x-forwarded-for": f"10.0.0.{n}"}
+        body = completion("kubectl", LONG)
+        answers.append(
+            httpx.post(f"{tight.openai_url}/completions", json=body, headers=headers, timeout=120)
+        )
+
+    for n in range(3):
+        threads.append(threading.Thread(target=hold, args=(n,)))
+        threads[-1].start()
+    wait_for(tight, "tuneops_serve_running_sequences", 1, within=10)
+    wait_for(tight, "tuneops_serve_queue_depth", 2, within=10)
+    headers = {**tight.headers, "x-forwarded-for": "10.0.0.99"}
+    over = httpx.post(
+        f"{tight.openai_url}/completions", json=completion("kubectl", 4), headers=headers
+    )
+    assert over.status_code == 429
+    assert "requests in flight from this client" in over.json()["error"]["message"]
+    for thread in threads:
+        thread.join(120)
+    assert [a.status_code for a in answers] == [200, 200, 200]

@@ -117,3 +117,45 @@ def test_too_many_v1_prompts_are_invalid_input_and_queue_nothing(model):
     with pytest.raises(InvalidInput, match=f"at most {most}"):
         asyncio.run(model.predict({"instances": ["x"] * (most + 1)}))
     assert len(model.state.engine._pending) == 0
+
+
+def test_the_sampler_drops_rather_than_grows_when_its_writer_falls_behind(tmp_path):
+    import threading
+
+    from workloads.serve import metrics
+    from workloads.serve.sampling import PromptSampler
+
+    release = threading.Event()
+    sampler = PromptSampler(1.0, str(tmp_path / "log.jsonl"), max_pending=2)
+    sampler._write = lambda item: release.wait(10)  # a writer stuck on a slow disk
+    dropped = metrics.PROMPTS_DROPPED._value.get()
+    taken = [sampler.offer("/x", f"prompt {i}") for i in range(6)]
+    # One is with the writer, two wait; the other three are dropped and counted.
+    assert taken.count(True) <= 3 and taken[-1] is False
+    assert metrics.PROMPTS_DROPPED._value.get() - dropped == taken.count(False)
+    release.set()
+    sampler.close()
+
+
+def test_a_lone_surrogate_does_not_stop_the_s3_log(monkeypatch):
+    import boto3
+    from moto import mock_aws
+
+    from workloads.serve.sampling import PromptSampler
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="prompts")
+        sampler = PromptSampler(1.0, "s3://prompts/serve", flush_every=5)
+        sampler.offer("/x", "bad \ud800 prompt")
+        for i in range(9):
+            sampler.offer("/x", f"good prompt {i}")
+        sampler.close()
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="prompts")["Contents"]]
+        lines = [
+            line
+            for key in keys
+            for line in s3.get_object(Bucket="prompts", Key=key)["Body"].read().splitlines()
+        ]
+    assert len(keys) == 2 and len(lines) == 10

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
+from tuneops.core import secrets
 from tuneops.core.config import StrictModel, load_config
 from tuneops.core.errors import UserError
 from tuneops.core.paths import CONFIG_DIR, cache_dir
@@ -99,18 +99,8 @@ def is_loopback(host: str) -> bool:
 
 
 def read_sink_token(auth: SinkAuthSection) -> str | None:
-    """The bearer token from the environment variable, else the secret file, else None."""
-    if auth.token_env and os.environ.get(auth.token_env, "").strip():
-        return os.environ[auth.token_env].strip()
-    if auth.token_file is None:
-        return None
-    path = Path(auth.token_file)
-    if not path.is_file():
-        raise UserError(f"sink.auth.token_file {path} does not exist (mount the secret there)")
-    token = path.read_text(encoding="utf-8").strip()
-    if not token:
-        raise UserError(f"sink.auth.token_file {path} is empty")
-    return token
+    """The sink's bearer token (environment variable, else secret file), or None."""
+    return secrets.read_token(auth.token_env, auth.token_file, "sink.auth.token_file")
 
 
 def check_exposure(sink: SinkSection, token: str | None) -> None:

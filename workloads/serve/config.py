@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from tuneops.core import secrets
 from tuneops.core.config import StrictModel, load_config
 from tuneops.core.errors import UserError
 from tuneops.core.paths import CONFIG_DIR
@@ -129,15 +130,8 @@ def read_token(config: ServeConfig) -> str | None:
     """The bearer token from the environment variable, else the secret file; None only when
     ``auth.required`` is off (an open server)."""
     auth = config.auth
-    if auth.token_env and os.environ.get(auth.token_env):
-        return os.environ[auth.token_env].strip()
-    if auth.token_file is not None:
-        path = Path(auth.token_file)
-        if not path.is_file():
-            raise UserError(f"auth.token_file {path} does not exist (mount the secret there)")
-        token = path.read_text(encoding="utf-8").strip()
-        if not token:
-            raise UserError(f"auth.token_file {path} is empty")
+    token = secrets.read_token(auth.token_env, auth.token_file, "auth.token_file")
+    if token is not None:
         return token
     if auth.required:
         where = f"export {auth.token_env} or set" if auth.token_env else "set"

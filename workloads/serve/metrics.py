@@ -42,3 +42,7 @@ IN_FLIGHT = Gauge("tuneops_serve_in_flight_requests", "HTTP requests being handl
 PROMPTS_SAMPLED = Counter(
     "tuneops_serve_prompts_sampled_total", "Prompts written to the drift sample log."
 )
+PROMPTS_DROPPED = Counter(
+    "tuneops_serve_prompts_dropped_total",
+    "Sampled prompts dropped because the drift log writer fell behind.",
+)

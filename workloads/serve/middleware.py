@@ -128,6 +128,27 @@ class UnservedModelRoutes:
         await send_json(send, 404, error_body(scope["path"], refusal, "not_found_error"))
 
 
+# A client still sending a body the server refuses would see its connection reset instead of
+# the 413 (the server closes with unread bytes in flight): up to this much is read and dropped
+# first, for at most DRAIN_S.
+DRAIN_BYTES = 16 * 1024 * 1024
+DRAIN_S = 1.0
+
+
+async def drain(receive) -> None:
+    """Read and drop the rest of a refused request body, within DRAIN_BYTES and DRAIN_S."""
+    seen = 0
+    try:
+        async with asyncio.timeout(DRAIN_S):
+            while seen < DRAIN_BYTES:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body"):
+                    return
+                seen += len(message.get("body", b""))
+    except TimeoutError:
+        return
+
+
 class BodyLimit:
     """413 for a request body over ``max_bytes``, answered before anything parses it: at once
     when ``Content-Length`` says so, else as soon as the bytes read pass the limit; 408 for a
@@ -146,6 +167,7 @@ class BodyLimit:
             return
         length = dict(scope["headers"]).get(b"content-length", b"0")
         if not length.isdigit() or int(length) > self.max_bytes:
+            await drain(receive)
             await self._too_large(scope, send)
             return
         chunks, size, message = [], 0, {"type": "http.request", "more_body": True}
@@ -155,6 +177,8 @@ class BodyLimit:
                     message = await receive()
                     size += len(message.get("body", b""))
                     if size > self.max_bytes:
+                        if message.get("more_body"):
+                            await drain(receive)
                         await self._too_large(scope, send)
                         return
                     chunks.append(message.get("body", b""))

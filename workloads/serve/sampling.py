@@ -32,13 +32,26 @@ def scrub(text: str) -> tuple[str, dict[str, int]]:
     return clean, dict(counts)
 
 
+# Prompts waiting for the writer thread; past this, new samples are dropped (and counted) so a
+# slow disk or bucket cannot grow the server's memory without bound.
+MAX_PENDING = 10_000
+
+
 class PromptSampler:
-    def __init__(self, rate: float, destination: str, *, flush_every: int = 100, seed=None):
+    def __init__(
+        self,
+        rate: float,
+        destination: str,
+        *,
+        flush_every: int = 100,
+        seed=None,
+        max_pending: int = MAX_PENDING,
+    ):
         self.rate = rate
         self.destination = destination
         self.flush_every = flush_every
         self._random = random.Random(seed)
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=max_pending)
         self._thread = threading.Thread(target=self._run, name="prompt-sampler", daemon=True)
         self._buffer: list[dict[str, Any]] = []
         self._part = 0
@@ -51,11 +64,18 @@ class PromptSampler:
         """Record the prompt with probability ``rate``; True when it was taken."""
         if self.rate <= 0 or self._random.random() >= self.rate:
             return False
-        self._queue.put({"route": route, "text": text, "ts": time.time()})
+        # A lone surrogate (valid in a JSON string, not in UTF-8) would make every later upload
+        # of the batch fail; it is replaced here, once.
+        text = text.encode("utf-8", "replace").decode("utf-8")
+        try:
+            self._queue.put_nowait({"route": route, "text": text, "ts": time.time()})
+        except queue.Full:
+            metrics.PROMPTS_DROPPED.inc()
+            return False
         return True
 
     def close(self, timeout: float = 10.0) -> None:
-        self._queue.put(None)
+        self._queue.put(None)  # waits for room: the writer thread is draining
         self._thread.join(timeout)
 
     def _run(self) -> None:

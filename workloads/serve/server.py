@@ -135,6 +135,10 @@ class HostModelServer(kserve.ModelServer):
         # before uvicorn reads it.
         if self._rest_server is not None:
             self._rest_server.config.host = self.bind_host
+            # X-Forwarded-For is not believed: any local process could name itself another
+            # client and step around the per-client limit. Behind the gateway every request
+            # comes from a gateway replica; the per-user limit is the gateway's.
+            self._rest_server.config.proxy_headers = False
             self._rest_server.config.http = functools.partial(
                 GuardedHttpToolsProtocol,
                 max_head_bytes=self.limits.max_header_bytes,

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from openai.types import CompletionUsage
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from workloads.monitor.prompts import chat_prompt
 from workloads.serve.openai.protocol import ChatCompletionRequest, count_usage, dump, sse, sse_error
 from workloads.serve.state import CLIENT_GONE, ServingState, Submitted
 
@@ -29,8 +30,7 @@ class ChatCompletions:
         state.check_max_tokens(body.max_completion_tokens, "max_completion_tokens")
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
         prompt_ids = await state.off_loop(state.encode_chat, messages)
-        users = [m["content"] for m in messages if m["role"] == "user"]
-        state.sample_prompt("chat", users[-1] if users else messages[-1]["content"])
+        state.sample_prompt("chat", chat_prompt(messages))
         max_tokens = body.max_completion_tokens or body.max_tokens
         sub = state.submit(prompt_ids, max_tokens, body.temperature, body.top_p, body.stop)
         rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
