@@ -293,8 +293,9 @@ def test_a_client_gone_mid_stream_frees_its_slot_within_a_step(tight):
     settled = gauges(tight)["tuneops_serve_generated_tokens_total"]
     time.sleep(0.2)
     assert gauges(tight)["tuneops_serve_generated_tokens_total"] == settled, "still decoding"
-    # A step takes milliseconds here: the slot is free long before the answer would end.
-    assert settled - at_close < 50, f"{settled - at_close} tokens after the client left"
+    # A step takes milliseconds: the tokens counted are those decoded between the scrape and
+    # the close, plus the step that finds the client gone.
+    assert settled - at_close < 10, f"{settled - at_close} tokens after the client left"
     print(f"slot free {took * 1000:.0f} ms after the close, {settled - at_close:.0f} tokens on")
 
 
