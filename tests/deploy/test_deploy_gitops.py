@@ -51,7 +51,12 @@ def _storage(isvc: dict) -> str:
 
 
 COMMON = [
+    "apps/monitoring.yaml",
     "apps/serving.yaml",
+    "monitoring/serving-dashboard.yaml",
+    "monitoring/serving-rules.yaml",
+    "monitoring/training-dashboard.yaml",
+    "monitoring/training-rules.yaml",
     "root-app.yaml",
     "serving/httproute.yaml",
     "serving/inferenceservice.yaml",

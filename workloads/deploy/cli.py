@@ -1,6 +1,7 @@
 """Commands of this area; wired into the `tuneops` CLI by `tuneops/cli/`.
 
-``tuneops gitops render``, ``tuneops release promote|rollback`` and ``tuneops images lint|build``;
+``tuneops gitops render``, ``tuneops release promote|rollback|analyze`` and
+``tuneops images lint|build``;
 each takes the environment as ``--env NAME``.
 (``tuneops train --on-cluster`` lives with the train commands and calls
 ``workloads.deploy.trainjob.run_on_cluster``.)
@@ -126,6 +127,57 @@ def rollback_cmd(
 
     cfg = load_deploy_config(env, overrides=overrides)
     _show(gitops.rollback(cfg, root=root), "rolled back")
+
+
+@release_app.command("analyze")
+def analyze_cmd(
+    old_env: str | None = _old_env_argument("release analyze"),
+    env: str = typer.Option(..., "--env", help=ENV_HELP),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the table and the verdict; write nothing."
+    ),
+    root: Path | None = typer.Option(None, "--out", help=ROOT_HELP),
+    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
+) -> None:
+    """Judge the running canary of ENV on live signals from Prometheus, then step its weight
+    up, promote it or roll it back. Exit 0 promoted, 10 stepped, 11 waiting, 12 rolled back."""
+    import logging
+
+    from workloads.deploy import analyze
+    from workloads.deploy.config import load_deploy_config
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per Prometheus query
+    cfg = load_deploy_config(env, overrides=overrides)
+    result = analyze.analyze(cfg, root=root, dry_run=dry_run)
+    _show_analysis(result)
+    raise typer.Exit(result.exit_code)
+
+
+def _show_analysis(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from workloads.deploy.analyze import format_value, summary
+
+    table = Table(title=f"{result.env}: canary at {result.percent}% over {result.window}")
+    for column in ("signal", "stable", "canary", "ceiling", "max ratio", "result"):
+        table.add_column(column, justify="left" if column in ("signal", "result") else "right")
+    for row in result.rows:
+        ratio = f"{row.max_ratio:g}x" if row.max_ratio else "-"
+        table.add_row(
+            row.name,
+            format_value(row.stable, row.unit),
+            format_value(row.canary, row.unit),
+            format_value(row.ceiling, row.unit),
+            ratio,
+            row.outcome,
+        )
+    console = Console(width=120)
+    console.print(table)
+    if result.written is not None:
+        done = {"step": "stepped", "promote": "promoted", "rollback": "rolled back"}
+        _show(result.written, done[result.verdict.value])
+    console.print(summary(result), soft_wrap=True, highlight=False)
 
 
 @images_app.command("lint")

@@ -16,6 +16,7 @@ from tuneops.core.config import StrictModel, load_config
 from tuneops.core.errors import UserError
 from tuneops.core.paths import CONFIG_DIR
 from tuneops.core.tracking import TrackingConfig
+from workloads.deploy.monitoring_config import AlertsConfig, AnalysisConfig, DashboardsConfig
 from workloads.deploy.runtime_config import (
     AutoscalingConfig,
     GatewayAuth,
@@ -275,6 +276,11 @@ class DeployConfig(StrictModel):
     training: TrainingConfig
     # Kubernetes version whose schemas validate the core kinds.
     kubernetes_version: str = "1.31"
+    # Canary analysis on live signals (`tuneops release analyze`), the alerting rules and the
+    # Grafana dashboards rendered beside the manifests.
+    analysis: AnalysisConfig
+    alerts: AlertsConfig
+    dashboards: DashboardsConfig = Field(default_factory=DashboardsConfig)
 
     @model_validator(mode="after")
     def _images_known(self) -> DeployConfig:
@@ -290,6 +296,17 @@ class DeployConfig(StrictModel):
                 f"serving.prompt_logging.image: {logging_image!r} is not one of images.images"
             )
         self.images.ref(self.serving.image)  # tag checks
+        return self
+
+    @model_validator(mode="after")
+    def _alerts_name_signals(self) -> DeployConfig:
+        known = self.analysis.signals
+        for rule in self.alerts.serving:
+            if rule.signal is not None and rule.signal not in known:
+                raise ValueError(
+                    f"alerts.serving {rule.alert}: signal {rule.signal!r} is not one of "
+                    f"analysis.signals ({', '.join(sorted(known))})"
+                )
         return self
 
     def serving_image(self) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from tuneops.core.errors import UserError
-from workloads.deploy import gateway, sink
+from workloads.deploy import alerts, dashboards, gateway, sink
 from workloads.deploy.config import DeployConfig
 from workloads.deploy.k8s import PART_OF, canary_name
 from workloads.deploy.predictor import inference_service
@@ -89,7 +89,17 @@ def env_manifests(cfg: DeployConfig, state: ReleaseState) -> dict[str, dict[str,
             create_namespace=True,
         ),
         "serving/release-state.yaml": release_configmap(cfg, state),
+        # Alerting rules and Grafana dashboards (workloads.deploy.alerts, .dashboards).
+        "apps/monitoring.yaml": application(
+            cfg,
+            name=f"tuneops-{cfg.env}-monitoring",
+            path=f"{base}/monitoring",
+            namespace=serving.namespace,
+            create_namespace=True,
+        ),
     }
+    files.update(alerts.manifests(cfg))
+    files.update(dashboards.manifests(cfg))
     files.update(sink.manifests(cfg))
     canary = state.canary
     if serving.mode == "knative":

@@ -17,6 +17,21 @@ QUERY_FIELDS = frozenset({"namespace", "predictor"})
 _K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
+def check_placeholders(value: str, allowed: frozenset[str] = QUERY_FIELDS) -> str:
+    """A query's ``{name}`` placeholders are all in ``allowed`` (a literal brace is doubled)."""
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"{exc} (write a literal brace as {{{{ or }}}})") from exc
+    unknown = names - allowed
+    if unknown:
+        raise ValueError(
+            f"unknown placeholder(s) {sorted(unknown)}; use {sorted(allowed)} "
+            "(write a literal brace as {{ or }})"
+        )
+    return value
+
+
 class HuggingFaceRuntime(StrictModel):
     """KServe's Hugging Face serving runtime, which serves text generation through vLLM."""
 
@@ -42,14 +57,7 @@ class ScalingMetric(StrictModel):
     @field_validator("query")
     @classmethod
     def _known_placeholders(cls, value: str) -> str:
-        names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
-        unknown = names - QUERY_FIELDS
-        if unknown:
-            raise ValueError(
-                f"unknown placeholder(s) {sorted(unknown)}; use {sorted(QUERY_FIELDS)} "
-                "(write a literal brace as {{ or }})"
-            )
-        return value
+        return check_placeholders(value)
 
 
 class AutoscalingConfig(StrictModel):
