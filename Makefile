@@ -65,7 +65,7 @@ bench-data: setup ## dataset dedup throughput and recall on 100k generated recor
 bench-train: setup ## project training defaults vs plain TRL SFTTrainer defaults
 	$(PY) scripts/bench_train.py
 
-bench-serve: setup ## model server vs one-generate-per-request FastAPI baseline, and under abuse
+bench-serve: setup ## model server vs one-generate-per-request FastAPI baseline, under abuse, and a 5-minute soak
 	$(PY) scripts/bench_serve.py
 
 bench-eval: setup ## batched eval generation vs one prompt per generate() call

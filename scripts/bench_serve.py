@@ -15,9 +15,14 @@ in-flight limit lowered to ``--abuse-client-limit``) takes 32 well-behaved clien
 with one abusive client sending requests it must refuse (``bench_serve_abuse``). Goals, each
 printed pass/fail: >= 4x output tokens/s at 32, no worse p50 at 1, zero errors; under abuse
 the well-behaved clients keep >= 90% of their tokens/s, the abuser gets no 5xx and every
-abusive kind gets its 4xx.
+abusive kind gets its 4xx. Last, a third server takes a bounded soak (``bench_serve_soak``):
+``--soak-concurrency`` (64) clients for ``--soak-seconds`` (300), streaming and non-streaming
+chat and completions with a share of bad requests; goals: no 5xx, every kind answered with its
+status, the server's RSS grown under 10% from after the warm-up to the end, and its queue,
+running and in-flight gauges back to 0.
 
     make bench-serve                      # or: python scripts/bench_serve.py --max-tokens 48
+    python scripts/bench_serve.py --soak-only --soak-seconds 30      # the soak alone, shorter
 """
 
 from __future__ import annotations
@@ -41,7 +46,11 @@ from bench_serve_report import (
     goals_table,
     ratios_of,
     results_table,
+    soak_goals,
+    soak_lines,
+    soak_tables,
 )
+from bench_serve_soak import run_soak
 
 
 def parse_args() -> argparse.Namespace:
@@ -80,7 +89,18 @@ def parse_args() -> argparse.Namespace:
     )
     abuse.add_argument("--abuse-burst", type=int, default=16, help="requests in one burst")
     abuse.add_argument("--skip-abuse", action="store_true", help="leave the run under abuse out")
-    return parser.parse_args()
+    soak = parser.add_argument_group("the soak")
+    soak.add_argument("--soak-seconds", type=float, default=300, help="length of the soak")
+    soak.add_argument("--soak-warmup-seconds", type=float, default=30, help="load before it")
+    soak.add_argument("--soak-concurrency", type=int, default=64, help="clients of the soak")
+    soak.add_argument("--soak-addresses", type=int, default=16, help="their loopback addresses")
+    only = soak.add_mutually_exclusive_group()
+    only.add_argument("--soak-only", action="store_true", help="run the soak and nothing else")
+    only.add_argument("--skip-soak", action="store_true", help="leave the soak out")
+    args = parser.parse_args()
+    if min(args.soak_concurrency, args.soak_addresses) < 1 or args.soak_seconds <= 0:
+        parser.error("the soak needs a positive length, at least one client and one address")
+    return args
 
 
 def pick_precision(asked: str | None):
@@ -203,12 +223,14 @@ def run_abuse(args, console, model_dir: str, threads: int, dtype: str, token: st
         server.stop()
 
 
-def run_bench(args: argparse.Namespace, console) -> tuple[dict, dict | None, int, Any]:
-    """Both runs: (results, abuse or None, threads, precision)."""
+def run_bench(args: argparse.Namespace, console) -> dict:
+    """The runs asked for, by name (``results``, ``abuse``, ``soak``; None when left out),
+    with the threads and the precision they ran with."""
     from workloads.models import resolve_model
     from workloads.serve.config import cpu_threads
 
-    if not args.skip_abuse:
+    comparison = not args.soak_only
+    if (comparison and not args.skip_abuse) or not args.skip_soak:
         check_loopback_range()  # before anything slow starts
     model_dir = str(resolve_model(args.model))
     threads = cpu_threads(0)
@@ -216,9 +238,16 @@ def run_bench(args: argparse.Namespace, console) -> tuple[dict, dict | None, int
     dtype = precision.dtype_name  # given to both sides
     console.print(f"dtype {dtype}: {precision.reason}")
     token = secrets.token_urlsafe(32)  # the server always runs with a bearer token
-    results = run_comparison(args, console, model_dir, threads, dtype, token)
-    abuse = None if args.skip_abuse else run_abuse(args, console, model_dir, threads, dtype, token)
-    return results, abuse, threads, precision
+    runs: dict[str, Any] = {"threads": threads, "precision": precision}
+    runs["results"] = (
+        run_comparison(args, console, model_dir, threads, dtype, token) if comparison else None
+    )
+    runs["abuse"] = None
+    if comparison and not args.skip_abuse:
+        runs["abuse"] = run_abuse(args, console, model_dir, threads, dtype, token)
+    overrides = [f"dtype={dtype}", f"cpu_threads={threads}", *args.server_set]
+    runs["soak"] = None if args.skip_soak else run_soak(args, console, model_dir, overrides, token)
+    return runs
 
 
 def print_abuse(console, abuse: dict) -> None:
@@ -234,6 +263,27 @@ def print_abuse(console, abuse: dict) -> None:
         console.print(f"{n} {kind} request(s) ended without an HTTP answer (connection reset)")
 
 
+def report(args: argparse.Namespace, console, runs: dict) -> list[tuple[str, str, bool]]:
+    """Print the tables of the runs that ran; (goal, measured, met) for each of their goals."""
+    rows: list[tuple[str, str, bool]] = []
+    results, abuse, soak = runs["results"], runs["abuse"], runs["soak"]
+    if results is not None:
+        runs["ratios"] = ratios = ratios_of(results)
+        title = f"bench-serve: {args.model}, {args.max_tokens} max tokens, greedy"
+        console.print(results_table(title, results, ratios))
+        if abuse is not None:
+            print_abuse(console, abuse)
+        errors = sum(r["errors"] for side in results.values() for r in side)
+        rows += goals(ratios, errors, abuse)
+    if soak is not None:
+        for table in soak_tables(soak):
+            console.print(table)
+        for line in soak_lines(soak):
+            console.print(line)
+        rows += soak_goals(soak)
+    return rows
+
+
 def main() -> int:
     args = parse_args()
 
@@ -243,25 +293,22 @@ def main() -> int:
     from tuneops.core.paths import cache_dir
 
     console = Console()
-    results, abuse, threads, precision = run_bench(args, console)
-    ratios = ratios_of(results)
-    title = f"bench-serve: {args.model}, {args.max_tokens} max tokens, greedy"
-    console.print(results_table(title, results, ratios))
-    if abuse is not None:
-        print_abuse(console, abuse)
-    errors = sum(r["errors"] for side in results.values() for r in side)
-    rows = goals(ratios, errors, abuse)
+    runs = run_bench(args, console)
+    rows = report(args, console, runs)
     console.print(goals_table(rows))
     met = all(ok for _, _, ok in rows)
-    output = Path(args.output or cache_dir() / "bench" / "serve.json")
+    name = "serve-soak.json" if args.soak_only else "serve.json"
+    output = Path(args.output or cache_dir() / "bench" / name)
+    precision = runs["precision"]
     atomic_write_json(
         output,
         {
-            "results": results,
-            "ratios": ratios,
-            "abuse": abuse,
+            "results": runs["results"],
+            "ratios": runs.get("ratios"),
+            "abuse": runs["abuse"],
+            "soak": runs["soak"],
             "goals": [{"goal": g, "measured": m, "met": ok} for g, m, ok in rows],
-            "threads": threads,
+            "threads": runs["threads"],
             "dtype": precision.dtype_name,
             "dtype_reason": precision.reason,
             "max_tokens": args.max_tokens,

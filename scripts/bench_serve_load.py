@@ -52,7 +52,7 @@ def check_loopback_range() -> None:
             sock.bind((ABUSER_ADDRESS, 0))
         except OSError as exc:
             raise SystemExit(
-                f"the run under abuse gives each client its own loopback address, and "
+                f"the run under abuse and the soak give clients their own loopback addresses, and "
                 f"{ABUSER_ADDRESS} cannot be bound here ({exc.strerror}); it needs the whole "
                 "127.0.0.0/8 range on the loopback interface, as Linux has"
             ) from exc

@@ -137,3 +137,79 @@ def goals_table(rows: list[tuple[str, str, bool]]):
     for goal, measured, met in rows:
         table.add_row(goal, measured, "[green]pass" if met else "[red]FAIL")
     return table
+
+
+def soak_tables(soak: dict) -> list:
+    """The soak's requests by kind and status, and its good requests' latency by kind."""
+    from bench_serve_soak_load import EXPECTED_BAD
+    from rich.table import Table
+
+    table = soak["by_kind"]
+    statuses = sorted({s for answers in table.values() for s in answers})
+    hits = Table(
+        title=f"soak: {soak['requests']} requests in {soak['wall_s']:.0f} s at concurrency "
+        f"{soak['concurrency']}, by kind and status"
+    )
+    hits.add_column("kind")
+    hits.add_column("expected", justify="right")
+    for status in statuses:
+        hits.add_column(status, justify="right")
+    for kind, answers in table.items():
+        expected = EXPECTED_BAD.get(kind, "200")
+        hits.add_row(kind, expected, *(str(answers.get(s, "")) for s in statuses))
+    good = soak["good"]
+    latency = Table(title="soak: the good requests (latency to the last byte)")
+    for col in ("kind", "requests", "p50 s", "p99 s"):
+        latency.add_column(col, justify="right")
+    for kind, row in good["by_kind"].items():
+        latency.add_row(kind, str(row["requests"]), f"{row['p50_s']:.2f}", f"{row['p99_s']:.2f}")
+    total = (good["requests"], good["p50_s"], good["p99_s"])
+    latency.add_row("[bold]all", str(total[0]), f"[bold]{total[1]:.2f}", f"[bold]{total[2]:.2f}")
+    return [hits, latency]
+
+
+def soak_lines(soak: dict) -> list[str]:
+    """Throughput, the server's memory and the server's own view, one line each."""
+    good, rss, view = soak["good"], soak["rss"], soak["server_view"]
+    mib = 1024 * 1024
+    gauges = ", ".join(f"{k} {v}" for k, v in view["end_gauges"].items())
+    counted = ", ".join(f"{n} x {s}" for s, n in view["requests_by_status"].items())
+    return [
+        f"soak: {good['requests_per_s']:.2f} good requests/s, "
+        f"{good['output_tokens_per_s']:.1f} output tokens/s ({good['output_tokens']} tokens; "
+        f"the server counted {view['generated_tokens']:.0f} generated)",
+        f"soak: server RSS at rest {rss['start_bytes'] / mib:.1f} MiB after the warm-up, "
+        f"{rss['end_bytes'] / mib:.1f} after the soak ({rss['growth']:+.1%}); peak "
+        f"{rss['peak_bytes'] / mib:.1f} under load",
+        f"soak: CPU time over the soak: the server {soak['cpu_s']['server']:.0f} s, the "
+        f"clients {soak['cpu_s']['clients']:.0f} s (both on this machine's cores)",
+        f"soak: the server's /metrics after it: {gauges}; requests it counted: {counted}",
+    ]
+
+
+def soak_goals(soak: dict) -> list[tuple[str, str, bool]]:
+    """(goal, measured, met) for the soak."""
+    from bench_serve_soak import MAX_RSS_GROWTH
+
+    rss, gauges = soak["rss"], soak["server_view"]["end_gauges"]
+    missed = soak["kinds_not_answered_as_expected"]
+    mib = 1024 * 1024
+    return [
+        ("soak: no 5xx (warm-up included)", str(soak["server_errors"]), not soak["server_errors"]),
+        (
+            "soak: every kind got its status (good 200; bad 400/413/401)",
+            ", ".join(missed) or "all",
+            not missed,
+        ),
+        (
+            f"soak: server RSS growth under {MAX_RSS_GROWTH:.0%} (after warm-up to end)",
+            f"{rss['growth']:+.1%} ({rss['start_bytes'] / mib:.0f} -> "
+            f"{rss['end_bytes'] / mib:.0f} MiB)",
+            rss["growth"] < MAX_RSS_GROWTH,
+        ),
+        (
+            "soak: queue depth, running sequences, in-flight requests back to 0",
+            "/".join(str(v) for v in gauges.values()),
+            not any(gauges.values()),
+        ),
+    ]

@@ -86,15 +86,22 @@ UNSUPPORTED: dict[str, tuple[Any, ...]] = {
 
 
 def refuse_unsupported(data: Any) -> Any:
-    """A request asking for something the server would silently not do is refused."""
+    """A request asking for something the server would silently not do is refused; one that
+    says "not asked for" has the field dropped before the strict model sees it."""
     if isinstance(data, dict):
         for field, inert in UNSUPPORTED.items():
             if field in data and data[field] not in inert:
                 raise ValueError(f"{field} is not supported by this server; leave it out")
+        return {key: value for key, value in data.items() if key not in UNSUPPORTED}
     return data
 
 
-class _GenerationRequest(_Loose):
+class _GenerationRequest(BaseModel):
+    # A top-level field this server does not know is a 400 naming it (as OpenAI answers an
+    # unrecognized argument), not ignored: a typo such as `max_token` would otherwise change
+    # the answer without a word. Known fields that change nothing are declared below.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     model: str = Field(min_length=1)
     max_tokens: Count | None = None
     temperature: float = Field(1.0, ge=0.0, le=2.0)
@@ -105,6 +112,12 @@ class _GenerationRequest(_Loose):
     stop: Text | Annotated[list[Text], Field(max_length=4)] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
+    # OpenAI fields that change nothing here: accepted and not used.
+    user: str | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    parallel_tool_calls: bool | None = None
 
     _unsupported = model_validator(mode="before")(refuse_unsupported)
 
