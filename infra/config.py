@@ -9,6 +9,8 @@ environment; adding an environment is adding a file. A command loads both once (
 from __future__ import annotations
 
 import ipaddress
+import math
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -106,6 +108,8 @@ class NetworkConfig(StrictModel):
 
 
 class NodePool(StrictModel):
+    """A managed node group (the system pool)."""
+
     instance_types: list[str] = Field(min_length=1)
     min_size: int = Field(ge=0)
     max_size: int = Field(ge=1)
@@ -120,34 +124,127 @@ class NodePool(StrictModel):
         return self
 
 
-class GpuPool(NodePool):
-    name: str = Field(pattern=r"^[a-z0-9-]+$")
-    gpus_per_node: int = Field(1, ge=1)
+# Karpenter capacity types a NodePool may launch ("reserved" is added by capacity reservations).
+CapacityType = Literal["spot", "on-demand"]
 
 
-DEFAULT_ADDONS = {
-    "vpc-cni": "v1.19.2-eksbuild.1",
-    "coredns": "v1.11.4-eksbuild.2",
-    "kube-proxy": "v1.31.3-eksbuild.2",
-    "aws-ebs-csi-driver": "v1.38.1-eksbuild.2",
-}
+class KarpenterPool(StrictModel):
+    """What every Karpenter NodePool of the config has: what it may launch, how it pays, a cost
+    ceiling, its root volume, and how soon an idle or underused node goes."""
+
+    instance_types: list[str] = Field(min_length=1)
+    # In the order of preference: Karpenter launches spot first whenever spot is allowed.
+    capacity_types: list[CapacityType] = Field(min_length=1)
+    # On-demand capacity reservations (cr-...) the pool launches into first, as `reserved`.
+    capacity_reservation_ids: list[str] = Field(default_factory=list)
+    # Ceiling on what the pool may cost per hour at on-demand prices (spot costs less).
+    max_hourly_usd: float = Field(gt=0)
+    disk_gb: int = Field(50, ge=20)
+    consolidate_after: str = Field("5m", pattern=r"^\d+(s|m|h)$")
+    # Every node is replaced after this long (AMI and security updates), "Never" to keep it.
+    expire_after: str = Field("720h", pattern=r"^(\d+(s|m|h)|Never)$")
+
+    @field_validator("capacity_types")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("capacity_types lists each type once")
+        return value
+
+    @field_validator("capacity_reservation_ids")
+    @classmethod
+    def _reservations(cls, value: list[str]) -> list[str]:
+        for rid in value:
+            if not re.fullmatch(r"cr-[0-9a-f]{8,17}", rid):
+                raise ValueError(f"{rid!r} is not a capacity reservation id (cr-...)")
+        return value
+
+    def _bound(self) -> tuple[int, float, str]:
+        """(most units, upper bound of one unit's on-demand hourly price, unit name)."""
+        raise NotImplementedError
+
+    @property
+    def limit(self) -> int:
+        """The pool's limit in its unit: the configured most, or fewer when the cost ceiling
+        buys fewer (each unit priced at the dearest listed type's on-demand price per unit)."""
+        most, unit_hourly_usd, unit = self._bound()
+        affordable = math.floor(self.max_hourly_usd / unit_hourly_usd + 1e-9)
+        if affordable < 1:
+            raise ValueError(
+                f"max_hourly_usd {self.max_hourly_usd} buys no {unit} at {unit_hourly_usd}/h"
+            )
+        return min(most, affordable)
+
+    @model_validator(mode="after")
+    def _ceiling(self):
+        _ = self.limit  # a ceiling that buys nothing is an error
+        return self
+
+
+class CpuNodePool(KarpenterPool):
+    """The general-purpose pool: everything that tolerates no taint and is not a controller."""
+
+    max_vcpus: int = Field(ge=1)
+    # Upper bound of the on-demand price of one vCPU-hour among instance_types (USD).
+    vcpu_hourly_usd: float = Field(gt=0)
+
+    def _bound(self) -> tuple[int, float, str]:
+        return self.max_vcpus, self.vcpu_hourly_usd, "vCPU"
+
+
+class GpuNodePool(KarpenterPool):
+    """A GPU pool: tainted nvidia.com/gpu=true:NoSchedule, limited in GPUs and in cost."""
+
+    name: str = Field(pattern=r"^gpu-[a-z0-9-]+$")
+    max_gpus: int = Field(ge=1)
+    # Upper bound of the on-demand price of one GPU-hour among instance_types (USD).
+    gpu_hourly_usd: float = Field(gt=0)
+
+    def _bound(self) -> tuple[int, float, str]:
+        return self.max_gpus, self.gpu_hourly_usd, "GPU"
+
+
+class KarpenterConfig(StrictModel):
+    namespace: str = "kube-system"
+    service_account: str = "karpenter"
+    # EKS optimized AMI family and release (al2023@vYYYYMMDD pins one; @latest follows AWS).
+    ami_alias: str = Field("al2023@latest", pattern=r"^al2023@(latest|v\d{8})$")
+    # Seconds an interruption message stays in the queue (the upstream default).
+    queue_retention_s: int = Field(300, ge=60, le=1209600)
+    cpu_pool: CpuNodePool
+    gpu_pools: list[GpuNodePool] = Field(default_factory=list)
+
+    @field_validator("gpu_pools")
+    @classmethod
+    def _unique_names(cls, value: list[GpuNodePool]) -> list[GpuNodePool]:
+        names = [p.name for p in value]
+        if len(set(names)) != len(names):
+            raise ValueError("gpu_pools names must be unique")
+        return value
 
 
 class ClusterConfig(StrictModel):
     name: str
-    version: str
+    version: str = Field(pattern=r"^1\.\d+$")
     endpoint_public_access: bool
     public_access_cidrs: list[str] = Field(default_factory=list)
     log_types: list[str] = Field(
         default_factory=lambda: ["api", "audit", "authenticator", "controllerManager", "scheduler"]
     )
     log_retention_days: int = Field(365, ge=1)
-    # Managed add-ons: name -> pinned version.
-    addons: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ADDONS))
+    # EKS managed add-ons: name -> version (for the cluster version above).
+    addons: dict[str, str]
+    # Create the add-ons above (their IAM roles are created either way).
+    managed_addons: bool = True
+    # The managed node group that runs Karpenter and the other controllers (tainted
+    # CriticalAddonsOnly); every other node comes from Karpenter.
     system_pool: NodePool
-    gpu_pools: list[GpuPool] = Field(default_factory=list)
-    # Copy the autoscaler's node-template tags onto each node group's Auto Scaling group.
-    propagate_asg_tags: bool = True
+    karpenter: KarpenterConfig
+    # EKS Pod Identity associations for the controllers' roles (Karpenter, load balancer
+    # controller, EBS CSI driver).
+    pod_identity: bool = True
+    # EKS access entries (authentication mode API): how Karpenter's nodes join the cluster.
+    access_entries: bool = True
 
     @model_validator(mode="after")
     def _endpoint(self):

@@ -12,16 +12,17 @@ import os
 import shutil
 from pathlib import Path
 
-from infra.catalog import Release, load_catalog, values_for
+from infra.catalog import Release, load_catalog, release_values
 from infra.config import Environment
 from tuneops.core.errors import MissingToolError, UserError
 
 
 def _prepare(env: Environment) -> list[Release]:
-    """The catalog's releases in order, with the environment's values overlay validated."""
+    """The catalog's releases in order, with the environment's values (overlay and rendered)
+    validated."""
     releases = load_catalog().ordered()
     for release in releases:
-        values_for(release, env.platform.values_overlay)
+        release_values(release, env)
     return releases
 
 
@@ -95,7 +96,7 @@ def diff(env: Environment, context: str | None = None) -> tuple[list[str], int]:
                 continue
             chart = await rev.chart_metadata()
             deployed = await rev.values()
-            wanted = values_for(release, env.platform.values_overlay)
+            wanted = release_values(release, env)
             problems = []
             if str(chart.version) != release.version.lstrip("v") and str(chart.version) != (
                 release.version

@@ -1,5 +1,5 @@
 """EKS: ``ManagedNodePool``, a managed node group behind a launch template with IMDSv2 and
-encrypted volumes; GPU pools are labelled, tainted and tagged for the cluster autoscaler."""
+encrypted volumes. Only the system pool is one: every other node comes from Karpenter."""
 
 from __future__ import annotations
 
@@ -8,33 +8,10 @@ from cdktf_cdktf_provider_aws import launch_template
 from cdktf_cdktf_provider_aws.eks_node_group import EksNodeGroup
 from constructs import Construct
 
-from infra.config import GpuPool, NodePool
+from infra.config import NodePool
 
-GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}
-GPU_LABELS = {"nvidia.com/gpu.present": "true", "tuneops.io/accelerator": "nvidia"}
-
-
-def pool_scheduling(
-    cluster_name: str, pool_name: str, pool: NodePool
-) -> tuple[dict[str, str], list[dict[str, str]], dict[str, str]]:
-    """The labels, taints and node tags of a pool. A GPU pool's node tags say what the cluster
-    autoscaler needs to scale it up from zero nodes: the labels, taints and GPUs of a node."""
-    labels = {"tuneops.io/pool": pool_name}
-    node_tags: dict[str, str] = {"Name": f"{cluster_name}-{pool_name}"}
-    taints: list[dict[str, str]] = []
-    if isinstance(pool, GpuPool):
-        labels.update(GPU_LABELS)
-        taints.append(dict(GPU_TAINT))
-        node_tags.update(
-            {f"k8s.io/cluster-autoscaler/node-template/label/{k}": v for k, v in labels.items()}
-        )
-        node_tags["k8s.io/cluster-autoscaler/node-template/taint/nvidia.com/gpu"] = (
-            "true:NoSchedule"
-        )
-        node_tags["k8s.io/cluster-autoscaler/node-template/resources/nvidia.com/gpu"] = str(
-            pool.gpus_per_node
-        )
-    return labels, taints, node_tags
+# EKS optimized Amazon Linux 2023 (EKS publishes no Amazon Linux 2 AMIs for 1.33 and later).
+AMI_TYPE = "AL2023_x86_64_STANDARD"
 
 
 class ManagedNodePool(Construct):
@@ -51,6 +28,7 @@ class ManagedNodePool(Construct):
         node_role_arn: str,
         subnet_ids: list[str],
         tags: dict[str, str],
+        taints: list[dict[str, str]] | None = None,
         moto: bool = False,
     ) -> None:
         super().__init__(scope, id_)
@@ -58,15 +36,8 @@ class ManagedNodePool(Construct):
         # no update_config, the launch template's own tags inside its data); against moto
         # those are ignored so a second plan is empty. Real environments ignore nothing.
         self.moto = moto
-        labels, taints, node_tags = pool_scheduling(cluster_name, pool_name, pool)
-        autoscaler_tags = {
-            "k8s.io/cluster-autoscaler/enabled": "true",
-            f"k8s.io/cluster-autoscaler/{cluster_name}": "owned",
-        }
-        self.autoscaler_tags = {**autoscaler_tags, **node_tags}
-        self.launch_template = self._launch_template(
-            f"{cluster_name}-{pool_name}", pool, {**tags, **node_tags}
-        )
+        name = f"{cluster_name}-{pool_name}"
+        self.launch_template = self._launch_template(name, pool, {**tags, "Name": name})
         self.node_group = EksNodeGroup(
             self,
             "node-group",
@@ -76,7 +47,7 @@ class ManagedNodePool(Construct):
             subnet_ids=subnet_ids,
             instance_types=pool.instance_types,
             capacity_type=pool.capacity_type,
-            ami_type="AL2_x86_64_GPU" if isinstance(pool, GpuPool) else "AL2_x86_64",
+            ami_type=AMI_TYPE,
             scaling_config={
                 "min_size": pool.min_size,
                 "max_size": pool.max_size,
@@ -87,10 +58,10 @@ class ManagedNodePool(Construct):
                 "id": self.launch_template.id,
                 "version": Token.as_string(self.launch_template.latest_version),
             },
-            labels=labels,
+            labels={"tuneops.io/pool": pool_name},
             taint=taints or None,
-            tags=self.autoscaler_tags,
-            # The autoscaler owns desired_size once the pool exists.
+            tags={"Name": name},
+            # Scaled by hand (or by EKS during updates) once the pool exists.
             lifecycle={
                 "ignore_changes": [
                     "scaling_config[0].desired_size",

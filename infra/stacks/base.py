@@ -18,12 +18,14 @@ LOCAL_SERVICES = (
     "ec2",
     "ecr",
     "eks",
+    "events",
     "iam",
     "kms",
     "logs",
     "rds",
     "s3",
     "secretsmanager",
+    "sqs",
     "sts",
 )
 

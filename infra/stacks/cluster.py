@@ -1,14 +1,14 @@
 """Cluster: EKS with KMS envelope encryption of secrets, control-plane logs, managed add-ons,
-an OIDC provider for IRSA, a system node pool and the GPU pools of the environment."""
+an OIDC provider for IRSA, EKS access entries, the system node group that runs the controllers,
+and Karpenter's AWS side (every other node, GPU ones included, comes from Karpenter)."""
 
 from __future__ import annotations
 
 from cdktf import Fn
-from cdktf_cdktf_provider_aws.autoscaling_group_tag import AutoscalingGroupTagA
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
-from cdktf_cdktf_provider_aws.eks_addon import EksAddon
 from cdktf_cdktf_provider_aws.eks_cluster import (
     EksCluster,
+    EksClusterAccessConfig,
     EksClusterEncryptionConfig,
     EksClusterEncryptionConfigProvider,
 )
@@ -21,7 +21,10 @@ from infra.components.iam import policy_json
 from infra.components.kms import customer_key
 from infra.components.node_pool import ManagedNodePool
 from infra.config import ClusterConfig, Environment
+from infra.node_pools import node_role_name
+from infra.stacks.addons import Addons, address
 from infra.stacks.base import EnvStack
+from infra.stacks.karpenter import Karpenter, queue_name
 
 # AWS managed policies the control plane and the nodes need (named, never wildcards).
 CLUSTER_POLICIES = ["AmazonEKSClusterPolicy", "AmazonEKSVPCResourceController"]
@@ -31,6 +34,9 @@ NODE_POLICIES = [
     "AmazonEC2ContainerRegistryReadOnly",
     "AmazonSSMManagedInstanceCore",
 ]
+# The system pool runs only what tolerates this taint: Karpenter, CoreDNS and the controllers
+# whose values in platform/catalog.yaml say so.
+SYSTEM_TAINT = {"key": "CriticalAddonsOnly", "value": "true", "effect": "NO_SCHEDULE"}
 
 
 def _service_role(scope: Construct, id_: str, name: str, service: str) -> IamRole:
@@ -74,20 +80,27 @@ class Cluster(Construct):
         )
         # The issuer without its scheme: the prefix of the `sub`/`aud` condition keys.
         self.oidc_issuer = Fn.replace(issuer_url, "https://", "")
-        for name, version in cfg.addons.items():
-            EksAddon(
-                self,
-                f"addon-{name}",
-                cluster_name=self.cluster.name,
-                addon_name=name,
-                addon_version=version,
-                resolve_conflicts_on_create="OVERWRITE",
-                resolve_conflicts_on_update="PRESERVE",
-            )
+        self.addons = Addons(self, "addons", env, cluster_name=self.cluster.name)
         self.node_role = self._role_with_policies(
             "node", f"{cfg.name}-node", "ec2.amazonaws.com", NODE_POLICIES
         )
-        self._node_pools(env, private_subnet_ids)
+        self.system_pool = ManagedNodePool(
+            self,
+            "pool-system",
+            cluster_name=self.cluster.name,
+            pool_name="system",
+            pool=cfg.system_pool,
+            node_role_arn=self.node_role.arn,
+            subnet_ids=private_subnet_ids,
+            tags=env.tags,
+            taints=[dict(SYSTEM_TAINT)],
+            moto=env.is_local,
+        )
+        node_group = self.system_pool.node_group
+        if self.addons.before_nodes:
+            node_group.add_override("depends_on", [address(a) for a in self.addons.before_nodes])
+        self.addons.after_nodes(node_group)
+        self.karpenter = Karpenter(self, "karpenter", env, cluster_name=self.cluster.name)
 
     def _role_with_policies(
         self, kind: str, name: str, service: str, policies: list[str]
@@ -133,40 +146,13 @@ class Cluster(Construct):
                 resources=["secrets"],
                 provider=EksClusterEncryptionConfigProvider(key_arn=self.secrets_key.arn),
             ),
-            depends_on=[log_group],
-        )
-
-    def _node_pools(self, env: Environment, private_subnet_ids: list[str]) -> None:
-        """The system pool and the GPU pools, in that order."""
-        cfg = env.cluster
-        self.pools: dict[str, ManagedNodePool] = {}
-        for pool_name, pool in [("system", cfg.system_pool), *((p.name, p) for p in cfg.gpu_pools)]:
-            node_pool = ManagedNodePool(
-                self,
-                f"pool-{pool_name}",
-                cluster_name=self.cluster.name,
-                pool_name=pool_name,
-                pool=pool,
-                node_role_arn=self.node_role.arn,
-                subnet_ids=private_subnet_ids,
-                tags=env.tags,
-                moto=env.is_local,
+            # Access entries, not the aws-auth ConfigMap: how Karpenter's nodes join.
+            access_config=EksClusterAccessConfig(
+                authentication_mode="API", bootstrap_cluster_creator_admin_permissions=True
             )
-            self.pools[pool_name] = node_pool
-            if cfg.propagate_asg_tags:
-                _asg_tags(node_pool)
-
-
-def _asg_tags(node_pool: ManagedNodePool) -> None:
-    """EKS does not copy node group tags to the Auto Scaling group; the autoscaler reads them
-    there, so each one is set on the group explicitly."""
-    asg_name = node_pool.node_group.resources.get(0).autoscaling_groups.get(0).name
-    for index, (key, value) in enumerate(sorted(node_pool.autoscaler_tags.items())):
-        AutoscalingGroupTagA(
-            node_pool,
-            f"asg-tag-{index}",
-            autoscaling_group_name=asg_name,
-            tag={"key": key, "value": value, "propagate_at_launch": False},
+            if cfg.access_entries
+            else None,
+            depends_on=[log_group],
         )
 
 
@@ -189,7 +175,29 @@ class ClusterStack(EnvStack):
         )
         self.output("oidc_provider_arn", cluster.oidc.arn, "IAM OIDC provider for IRSA")
         self.output("oidc_issuer", cluster.oidc_issuer, "OIDC issuer host and path")
-        self.output("node_role_arn", cluster.node_role.arn, "node IAM role")
+        self.output("node_role_arn", cluster.node_role.arn, "node IAM role of the system pool")
+        self.output("region", env.region, "AWS region of the cluster")
+        karpenter, addons = cluster.karpenter, cluster.addons
+        self.output(
+            "karpenter_interruption_queue",
+            karpenter.queue.name,
+            f"SQS queue Karpenter reads interruptions from ({queue_name(env)})",
+        )
+        self.output(
+            "karpenter_node_role",
+            karpenter.node_role.name,
+            f"IAM role of Karpenter's nodes ({node_role_name(env)})",
+        )
+        self.output(
+            "karpenter_role_arn", karpenter.controller.role.arn, "Karpenter controller role"
+        )
+        self.output(
+            "load_balancer_controller_role_arn",
+            addons.load_balancer_controller.role.arn,
+            "AWS Load Balancer Controller role",
+        )
+        for name, role in addons.roles.items():
+            self.output(f"{name.replace('-', '_')}_role_arn", role.role.arn, f"role of {name}")
         self.output(
             "cluster_security_group_id",
             cluster.cluster.vpc_config.cluster_security_group_id,

@@ -25,6 +25,7 @@ from constructs import Construct
 from infra.components.iam import policy_json
 from infra.components.kms import customer_key
 from infra.config import Environment
+from infra.node_pools import DISCOVERY_TAG
 from infra.stacks.base import EnvStack
 
 
@@ -233,7 +234,8 @@ class Network(Construct):
         map_public_ip_on_launch: bool | None = None,
     ) -> Subnet:
         """One subnet of a tier in one AZ, tagged so EKS puts ``elb_role`` load balancers there
-        (``elb``: internet-facing, ``internal-elb``: internal)."""
+        (``elb``: internet-facing, ``internal-elb``: internal); private ones also carry
+        Karpenter's discovery tag."""
         return Subnet(
             self,
             f"{tier}-{az}",
@@ -245,6 +247,8 @@ class Network(Construct):
                 "Name": f"{cluster}-{tier}-{az}",
                 f"kubernetes.io/role/{elb_role}": "1",
                 f"kubernetes.io/cluster/{cluster}": "shared",
+                # Karpenter's EC2NodeClasses launch nodes into the private subnets only.
+                **({DISCOVERY_TAG: cluster} if tier == "private" else {}),
             },
         )
 

@@ -1,5 +1,6 @@
 """Platform releases: every Helm release of the ``platform/`` catalog, in install order, wired
-to the cluster and the data stack through their outputs.
+to the network, cluster and data stacks through their outputs (``set_from``), with the values
+rendered from the environment config (``values_from``: Karpenter's NodePools).
 
 No cdktf bindings are generated for the helm provider (it is not mirrored here), so releases are
 declared as plain ``helm_release`` resources with the provider pinned in required_providers.
@@ -13,7 +14,7 @@ import yaml
 from cdktf import DataTerraformRemoteStateS3, Fn, TerraformProvider, TerraformResource
 from constructs import Construct
 
-from infra.catalog import Release, load_catalog, values_for
+from infra.catalog import Release, load_catalog, release_values
 from infra.config import Environment
 from infra.stacks.base import EnvStack
 
@@ -26,7 +27,7 @@ class PlatformStack(EnvStack):
     def __init__(self, scope: Construct, env: Environment) -> None:
         super().__init__(scope, env)
         cluster = self.upstream("cluster")
-        data = self.upstream("data")
+        self.outputs_of: dict[str, DataTerraformRemoteStateS3] = {"cluster": cluster}
         self.add_override(
             "terraform.required_providers.helm",
             {"source": "hashicorp/helm", "version": HELM_PROVIDER_VERSION},
@@ -46,7 +47,7 @@ class PlatformStack(EnvStack):
                 terraform_resource_type="helm_release",
                 depends_on=list(previous) or None,
             )
-            for key, value in self._release_attrs(release, data).items():
+            for key, value in self._release_attrs(release).items():
                 resource.add_override(key, value)
             self.releases[release.name] = resource
             current.append(resource)
@@ -75,10 +76,17 @@ class PlatformStack(EnvStack):
         )
         return helm
 
-    def _release_attrs(self, release: Release, data: DataTerraformRemoteStateS3) -> dict[str, Any]:
+    def _output(self, ref: str) -> str:
+        """The value of ``<stack>.<output>`` (each upstream stack is read once)."""
+        stack, output = ref.split(".", 1)
+        if stack not in self.outputs_of:
+            self.outputs_of[stack] = self.upstream(stack)
+        return self.outputs_of[stack].get_string(output)
+
+    def _release_attrs(self, release: Release) -> dict[str, Any]:
         """The ``helm_release`` arguments: the pinned chart, the environment's values, and the
-        values taken from the data stack's outputs."""
-        values = values_for(release, self.env.platform.values_overlay)
+        values taken from the other stacks' outputs."""
+        values = release_values(release, self.env)
         attrs: dict[str, Any] = {
             "name": release.name,
             "repository": release.repository,
@@ -93,7 +101,7 @@ class PlatformStack(EnvStack):
         }
         if release.set_from:
             attrs["set"] = [
-                {"name": path, "value": data.get_string(output)}
-                for path, output in sorted(release.set_from.items())
+                {"name": path, "value": self._output(ref)}
+                for path, ref in sorted(release.set_from.items())
             ]
         return attrs

@@ -80,12 +80,13 @@ def test_apply_creates_every_stack(local_env, applied):
     vpcs = ec2.describe_vpcs(Filters=[{"Name": "tag:environment", "Values": ["local"]}])["Vpcs"]
     assert len(vpcs) == 1
     assert eks.list_clusters()["clusters"] == ["tuneops-local"]
-    groups = eks.list_nodegroups(clusterName="tuneops-local")["nodegroups"]
-    assert sorted(groups) == ["gpu-a10g", "system"]
-    gpu = eks.describe_nodegroup(clusterName="tuneops-local", nodegroupName="gpu-a10g")
-    assert gpu["nodegroup"]["taints"] == [
-        {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}
+    # the one managed node group is the system pool; every other node comes from Karpenter
+    assert eks.list_nodegroups(clusterName="tuneops-local")["nodegroups"] == ["system"]
+    system = eks.describe_nodegroup(clusterName="tuneops-local", nodegroupName="system")
+    assert system["nodegroup"]["taints"] == [
+        {"key": "CriticalAddonsOnly", "value": "true", "effect": "NO_SCHEDULE"}
     ]
+    _karpenter_and_addon_roles_exist(local_env)
     buckets = {b["Name"] for b in s3.list_buckets()["Buckets"]}
     assert {
         "tuneops-local-tfstate",
@@ -104,6 +105,30 @@ def test_apply_creates_every_stack(local_env, applied):
         "tuneops/eval",
         "tuneops/serve",
     }
+
+
+def _karpenter_and_addon_roles_exist(local_env) -> None:
+    """Karpenter's queue, its five EventBridge rules, and the controllers' roles (moto has no
+    add-on, Pod Identity or access entry API: those are off in local)."""
+    sqs, events, iam = (client(local_env, s) for s in ("sqs", "events", "iam"))
+    url = sqs.get_queue_url(QueueName="tuneops-local-karpenter")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    rules = events.list_rules(NamePrefix="tuneops-local-karpenter-")["Rules"]
+    assert len(rules) == 5
+    for rule in rules:
+        (target,) = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+        assert target["Arn"] == queue_arn
+    roles = {r["RoleName"] for r in iam.list_roles()["Roles"]}
+    assert {
+        "tuneops-local-karpenter",
+        "tuneops-local-karpenter-node",
+        "tuneops-local-load-balancer-controller",
+        "tuneops-local-aws-ebs-csi-driver",
+    } <= roles
+    attached = iam.list_attached_role_policies(RoleName="tuneops-local-karpenter")
+    assert len(attached["AttachedPolicies"]) == 6
 
 
 def test_state_survives_moto_restart_and_second_plan_shows_no_changes(local_env, applied):

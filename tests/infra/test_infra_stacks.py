@@ -8,7 +8,7 @@ import re
 import pytest
 from cdktf import Testing as CdktfTesting
 
-GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}
+SYSTEM_TAINT = {"key": "CriticalAddonsOnly", "value": "true", "effect": "NO_SCHEDULE"}
 
 
 def synth(synthesized, env: str, kind: str) -> str:
@@ -20,42 +20,27 @@ def resources(doc: dict, rtype: str) -> list[dict]:
     return list(doc.get("resource", {}).get(rtype, {}).values())
 
 
-@pytest.mark.parametrize("env", ["local", "dev", "staging"])
-def test_gpu_pools_tainted_and_scale_from_zero_outside_prod(synthesized, stack_json, env):
+@pytest.mark.parametrize("env", ["local", "dev", "staging", "prod"])
+def test_one_managed_node_group_the_tainted_system_pool(synthesized, stack_json, env):
+    """GPU and general capacity come from Karpenter: the only managed node group is the system
+    pool, on Amazon Linux 2023, tainted for controllers, and nothing carries the tags of a
+    cluster autoscaler that is not installed."""
     out = synth(synthesized, env, "cluster")
     assert CdktfTesting.to_have_resource_with_properties(
         out,
         "aws_eks_node_group",
         {
-            "taint": [GPU_TAINT],
-            "labels": {"nvidia.com/gpu.present": "true", "tuneops.io/accelerator": "nvidia"},
-            "scaling_config": {"min_size": 0, "desired_size": 0},
+            "node_group_name": "system",
+            "ami_type": "AL2023_x86_64_STANDARD",
+            "labels": {"tuneops.io/pool": "system"},
+            "taint": [SYSTEM_TAINT],
         },
     )
-    gpu = [g for g in resources(stack_json(env, "cluster"), "aws_eks_node_group") if g.get("taint")]
-    assert gpu, "every environment has at least one GPU pool"
-    for group in gpu:
-        tags = group["tags"]
-        # what the cluster autoscaler needs to scale a pool up from zero nodes
-        assert tags["k8s.io/cluster-autoscaler/enabled"] == "true"
-        assert tags["k8s.io/cluster-autoscaler/node-template/taint/nvidia.com/gpu"] == (
-            "true:NoSchedule"
-        )
-        assert "k8s.io/cluster-autoscaler/node-template/resources/nvidia.com/gpu" in tags
-    # the system pool is not tainted
-    system = [
-        g for g in resources(stack_json(env, "cluster"), "aws_eks_node_group") if not g.get("taint")
-    ]
-    assert len(system) == 1
-
-
-def test_prod_gpu_pools_tainted_and_never_below_their_minimum(stack_json):
-    groups = resources(stack_json("prod", "cluster"), "aws_eks_node_group")
-    gpu = [g for g in groups if g.get("taint")]
-    assert len(gpu) == 2
-    for group in gpu:
-        assert group["taint"] == [GPU_TAINT]
-        assert group["scaling_config"]["min_size"] >= 1
+    doc = stack_json(env, "cluster")
+    (group,) = resources(doc, "aws_eks_node_group")
+    assert "nvidia" not in json.dumps(group).lower()
+    assert "aws_autoscaling_group_tag" not in doc["resource"]
+    assert "cluster-autoscaler" not in json.dumps(doc)
 
 
 @pytest.mark.parametrize("env", ["local", "dev", "staging", "prod"])
@@ -131,12 +116,42 @@ def test_cluster_encrypts_secrets_logs_control_plane_and_runs_managed_addons(sta
     (cluster,) = resources(doc, "aws_eks_cluster")
     assert cluster["encryption_config"]["provider"]["key_arn"].startswith("${aws_kms_key.")
     assert set(cluster["enabled_cluster_log_types"]) >= {"api", "audit", "authenticator"}
-    addons = {a["addon_name"] for a in resources(doc, "aws_eks_addon")}
-    assert addons == {"vpc-cni", "coredns", "kube-proxy", "aws-ebs-csi-driver"}
+    addons = {a["addon_name"]: a for a in resources(doc, "aws_eks_addon")}
+    assert set(addons) == {
+        "vpc-cni",
+        "coredns",
+        "kube-proxy",
+        "aws-ebs-csi-driver",
+        "eks-pod-identity-agent",
+    }
+    for addon in addons.values():
+        assert re.fullmatch(r"v\d+\.\d+\.\d+-eksbuild\.\d+", addon["addon_version"])
+    # the networking add-ons are in place before the system pool's nodes join; the rest after
+    (group,) = resources(doc, "aws_eks_node_group")
+    assert len(group["depends_on"]) == 3
+    assert all(d.startswith("aws_eks_addon.") for d in group["depends_on"])
+    for late in ("coredns", "aws-ebs-csi-driver"):
+        (after,) = addons[late]["depends_on"]
+        assert after.startswith("aws_eks_node_group.")
     assert resources(doc, "aws_iam_openid_connect_provider")
     for lt in resources(doc, "aws_launch_template"):
         assert lt["metadata_options"]["http_tokens"] == "required"
         assert lt["block_device_mappings"][0]["ebs"]["encrypted"] == "true"
+
+
+def test_clusters_run_a_kubernetes_version_in_standard_support_and_deploy_agrees(stack_json):
+    """EKS 1.35 is in standard support until 2027-03-27 (EKS release calendar); the manifests
+    the project renders are validated against the same version."""
+    import yaml
+
+    from tuneops.core.paths import CONFIG_DIR
+
+    for env in ("local", "dev", "staging", "prod"):
+        (cluster,) = resources(stack_json(env, "cluster"), "aws_eks_cluster")
+        assert cluster["version"] == "1.35"
+        if env != "local":
+            deploy = yaml.safe_load((CONFIG_DIR / "deploy" / f"{env}.yaml").read_text())
+            assert deploy["kubernetes_version"] == cluster["version"]
 
 
 @pytest.mark.parametrize("env", ["local", "dev", "staging", "prod"])
@@ -244,11 +259,19 @@ def test_platform_releases_pinned_ordered_and_wired(synthesized, stack_json):
             "keda",
             "cluster-issuers",
             "gateway-certificate",
+            "karpenter",
+            "karpenter-node-pools",
+            "metrics-server",
+            "aws-load-balancer-controller",
         } <= names
         for release in releases:
             assert re.fullmatch(r"v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?", release["version"])
         by_name = {r["name"]: r for r in releases}
-        # install order: KServe after cert-manager, MLflow after both
+        # install order: Karpenter and its pools first (the system pool runs controllers only),
+        # KServe after cert-manager, MLflow after both
+        assert by_name["karpenter"].get("depends_on") is None
+        assert by_name["karpenter-node-pools"]["depends_on"] == ["helm_release.release-karpenter"]
+        assert "helm_release.release-karpenter-node-pools" in by_name["cert-manager"]["depends_on"]
         assert "helm_release.release-cert-manager" in by_name["kserve"]["depends_on"]
         assert "helm_release.release-kserve" in by_name["mlflow"]["depends_on"]
         mlflow_sets = {s["name"]: s["value"] for s in by_name["mlflow"]["set"]}

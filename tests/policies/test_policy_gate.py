@@ -58,8 +58,7 @@ def _mutate(doc: dict) -> dict:
     """Break one thing per custom check."""
     doc = copy.deepcopy(doc)
     for group in doc["resource"]["aws_eks_node_group"].values():
-        if group.get("taint"):
-            group["taint"] = []
+        group["ami_type"] = "AL2023_x86_64_NVIDIA"  # GPU capacity belongs to Karpenter
     for lt in doc["resource"]["aws_launch_template"].values():
         lt["metadata_options"]["http_tokens"] = "optional"
     cluster = next(iter(doc["resource"]["aws_eks_cluster"].values()))
@@ -108,15 +107,36 @@ def test_a_deliberately_broken_config_fails_the_gate(synthesized_out, tmp_path):
     assert check_terraform([original], name="ok-test", environment="staging").ok
 
 
-def test_gpu_pool_with_a_floor_fails_outside_prod(synthesized_out, tmp_path):
-    doc = json.loads((synthesized_out / "stacks" / "staging-cluster" / "cdk.tf.json").read_text())
-    for group in doc["resource"]["aws_eks_node_group"].values():
-        if group.get("taint"):
-            group["scaling_config"]["min_size"] = 1
-    path = tmp_path / "floor" / "cdk.tf.json"
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        lambda pool: pool["spec"]["template"]["spec"].pop("taints"),
+        lambda pool: pool["spec"].pop("limits"),
+        lambda pool: pool["spec"]["disruption"].update(consolidationPolicy="Never"),
+    ],
+    ids=["untainted", "unlimited", "never-consolidated"],
+)
+def test_a_gpu_node_pool_untainted_unlimited_or_never_emptied_fails(
+    synthesized_out, tmp_path, breakage
+):
+    import yaml
+
+    stack = synthesized_out / "stacks" / "staging-platform" / "cdk.tf.json"
+    doc = json.loads(stack.read_text())
+    (release,) = [
+        r for r in doc["resource"]["helm_release"].values() if r["name"] == "karpenter-node-pools"
+    ]
+    values = yaml.safe_load(release["values"][0])
+    gpu = [
+        m for m in values["resources"] if m["kind"] == "NodePool" and "gpu" in m["metadata"]["name"]
+    ]
+    assert gpu
+    breakage(gpu[0])
+    release["values"] = [yaml.safe_dump(values)]
+    path = tmp_path / "pools" / "cdk.tf.json"
     path.parent.mkdir()
     path.write_text(json.dumps(doc))
-    result = check_terraform([path], name="floor-test", environment="staging")
+    result = check_terraform([path], name="pools-test", environment="staging")
     assert set(result.by_check) == {"CKV_TUNEOPS_1"}
 
 
