@@ -10,6 +10,10 @@ app = typer.Typer(no_args_is_help=True)
 
 CONFIG_HELP = "Registry config YAML (default configs/registry/default.yaml)."
 ENV_HELP = "Environment (local, dev, staging, prod): applies the overlay <config>.<env>.yaml."
+BREAK_HELP = (
+    "Take over the promotion lock held by OWNER (the id a lock-held error names) when that "
+    "process is gone; refused if another owner holds it."
+)
 
 
 def _config(config: Path | None, env: str | None, overrides: list[str] | None):
@@ -50,19 +54,20 @@ def promote_command(
         None, "--version", "-v", help="Version to promote (default: the `candidate` alias)."
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check the gate, move nothing."),
+    break_lock: str = typer.Option(None, "--break-lock", metavar="OWNER", help=BREAK_HELP),
     config: Path = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
     env: str = typer.Option(None, "--env", help=ENV_HELP),
     overrides: list[str] = typer.Option(None, "--set", help="Config override key.sub=value."),
 ) -> None:
     """Make a version the champion if the promotion gate holds (exit 4 when refused)."""
-    from workloads.registry.gate import GateRefusedError, evaluate_gate
+    from workloads.registry.gate import GateRefusedError
     from workloads.registry.registry import promote
 
     cfg = _config(config, env, overrides)
     try:
-        decision = promote(cfg, version, dry_run=dry_run)
-    except GateRefusedError:
-        for check in evaluate_gate(cfg, version).checks:
+        decision = promote(cfg, version, dry_run=dry_run, break_lock=break_lock)
+    except GateRefusedError as exc:
+        for check in exc.decision.checks if exc.decision else []:
             typer.echo(f"  {'pass' if check.passed else 'FAIL'}  {check.message}", err=True)
         raise
     if decision.already_champion:
@@ -79,6 +84,7 @@ def promote_command(
 
 @app.command("rollback")
 def rollback_command(
+    break_lock: str = typer.Option(None, "--break-lock", metavar="OWNER", help=BREAK_HELP),
     config: Path = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
     env: str = typer.Option(None, "--env", help=ENV_HELP),
     overrides: list[str] = typer.Option(None, "--set", help="Config override key.sub=value."),
@@ -87,7 +93,7 @@ def rollback_command(
     from workloads.registry.registry import rollback
 
     cfg = _config(config, env, overrides)
-    rb = rollback(cfg)
+    rb = rollback(cfg, break_lock=break_lock)
     after = f"; {cfg.aliases.previous!r} is now v{rb.previous}" if rb.previous else ""
     typer.echo(
         f"rolled back {rb.name}: {cfg.aliases.champion!r} v{rb.from_version or '—'} -> "

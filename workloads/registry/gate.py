@@ -24,6 +24,10 @@ class GateRefusedError(UserError):
 
     exit_code = 4
 
+    def __init__(self, message: str, decision: GateDecision | None = None) -> None:
+        super().__init__(message)
+        self.decision = decision
+
 
 @dataclass
 class Check:

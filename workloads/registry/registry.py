@@ -4,7 +4,9 @@ Aliases (names from config): every new version gets ``candidate``; ``promote`` m
 ``champion`` to a version only when the gate (``workloads.registry.gate``) holds, and the
 champion it replaces keeps ``previous``; ``rollback`` makes ``previous`` the champion again.
 Each champion version records the one it replaced (tag ``tuneops.previous_champion``), so
-repeated rollbacks walk back the history.
+repeated rollbacks walk back the history. ``promote`` and ``rollback`` read and move the
+aliases while holding the promotion lock (``workloads.registry.lock``), writing a journaled plan
+(``workloads.registry.journal``) that the next holder finishes if they die half way.
 
 Scores come from the metrics that ``tuneops eval`` logs to a run:
 ``eval.<label>.<split>.<metric>`` for the candidate (label ``candidate``) and each baseline.
@@ -22,6 +24,8 @@ from tuneops.core.gitmeta import git_commit
 from workloads.registry.card import render_card
 from workloads.registry.config import RegistryConfig
 from workloads.registry.gate import GateDecision, GateRefusedError, evaluate_gate
+from workloads.registry.journal import Plan, carry_out, promotion_lock
+from workloads.registry.lock import RegistryLock
 from workloads.registry.store import alias_version, client_for, get_run, mlflow_error, run_scores
 
 log = logging.getLogger(__name__)
@@ -109,39 +113,66 @@ def register(config: RegistryConfig, run_id: str, *, client: Any = None) -> Regi
     return Registration(config.name, str(mv.version), source, run_id, card, tags, evaluated)
 
 
-def _refuse(client: Any, decision: GateDecision, dry_run: bool) -> GateRefusedError:
-    """Record a refusal on the version (unless a dry run) and return the error to raise."""
+def _refuse(client: Any, decision: GateDecision, lock: RegistryLock | None) -> GateRefusedError:
+    """Record a refusal on the version (unless a dry run, ``lock`` None) and return the error."""
     name = decision.name
-    if not dry_run:
+    if lock is not None:
+        lock.check()
         client.set_model_version_tag(name, decision.version, "tuneops.gate", "refused")
         client.set_model_version_tag(
             name, decision.version, "tuneops.gate_reason", decision.reason()[:4000]
         )
-    return GateRefusedError(f"promotion of {name} v{decision.version} refused: {decision.reason()}")
+    return GateRefusedError(
+        f"promotion of {name} v{decision.version} refused: {decision.reason()}", decision
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _promotion_plan(config: RegistryConfig, decision: GateDecision) -> Plan:
+    """The gate's record on the version first, then ``champion``, then ``previous`` (so the
+    two name one version in between only when the version promoted was ``previous``)."""
+    version, champion = decision.version, decision.champion
+    plan = Plan(f"promote v{version}")
+    plan.tags.append((version, "tuneops.gate", "passed"))
+    if champion is not None:
+        plan.tags.append((version, "tuneops.previous_champion", str(champion)))
+    plan.tags.append((version, "tuneops.promoted_at", _now()))
+    plan.aliases.append((config.aliases.champion, version))
+    if champion is not None:
+        plan.aliases.append((config.aliases.previous, str(champion)))
+    return plan
 
 
 def promote(
-    config: RegistryConfig, version: str | None = None, *, dry_run: bool = False, client: Any = None
+    config: RegistryConfig,
+    version: str | None = None,
+    *,
+    dry_run: bool = False,
+    break_lock: str | None = None,
+    client: Any = None,
 ) -> GateDecision:
-    """Move ``champion`` to the version when the gate holds; raise GateRefusedError if not."""
+    """Move ``champion`` to the version when the gate holds; raise GateRefusedError if not.
+
+    The gate is evaluated and the aliases moved under the promotion lock
+    (``workloads.registry.lock``), so the champion it compares against is the one it replaces.
+    A dry run reads only and takes no lock."""
     client = client or client_for(config)
-    decision = evaluate_gate(config, version, client=client)
-    name, aliases = config.name, config.aliases
-    if decision.already_champion:
-        return decision
-    if not decision.passed:
-        raise _refuse(client, decision, dry_run)
     if dry_run:
+        decision = evaluate_gate(config, version, client=client)
+        if not (decision.passed or decision.already_champion):
+            raise _refuse(client, decision, None)
         return decision
-    if decision.champion is not None:
-        client.set_registered_model_alias(name, aliases.previous, decision.champion)
-        client.set_model_version_tag(
-            name, decision.version, "tuneops.previous_champion", str(decision.champion)
-        )
-    client.set_registered_model_alias(name, aliases.champion, decision.version)
-    client.set_model_version_tag(name, decision.version, "tuneops.gate", "passed")
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    client.set_model_version_tag(name, decision.version, "tuneops.promoted_at", now)
+    target = f"v{version}" if version else f"@{config.aliases.candidate}"
+    with promotion_lock(client, config, f"promote {target}", break_owner=break_lock) as lock:
+        decision = evaluate_gate(config, version, client=client)
+        if decision.already_champion:
+            return decision
+        if not decision.passed:
+            raise _refuse(client, decision, lock)
+        carry_out(client, config, lock, _promotion_plan(config, decision))
     return decision
 
 
@@ -153,36 +184,38 @@ class Rollback:
     previous: str | None  # the alias ``previous`` after the rollback, if any
 
 
-def _step_previous_back(client: Any, config: RegistryConfig, restored: str) -> str | None:
-    """Point ``previous`` at the champion before ``restored`` (its own
-    ``tuneops.previous_champion``), or remove it when there is none; returns the new target."""
-    name, alias = config.name, config.aliases.previous
-    older = client.get_model_version(name, restored).tags.get("tuneops.previous_champion")
-    if older:
-        try:
-            client.get_model_version(name, older)
-        except mlflow_error():
-            older = None
-    if older:
-        client.set_registered_model_alias(name, alias, older)
-        return older
-    client.delete_registered_model_alias(name, alias)
-    return None
+def _older_champion(client: Any, config: RegistryConfig, restored: str) -> str | None:
+    """The champion before ``restored`` (its own ``tuneops.previous_champion``), if it still
+    exists: where ``previous`` goes after a rollback to ``restored``."""
+    older = client.get_model_version(config.name, restored).tags.get("tuneops.previous_champion")
+    if not older:
+        return None
+    try:
+        client.get_model_version(config.name, older)
+    except mlflow_error():
+        return None
+    return older
 
 
-def rollback(config: RegistryConfig, *, client: Any = None) -> Rollback:
-    """Make the ``previous`` version champion again, in one step."""
+def rollback(
+    config: RegistryConfig, *, break_lock: str | None = None, client: Any = None
+) -> Rollback:
+    """Make the ``previous`` version champion again, in one step, under the promotion lock."""
     client = client or client_for(config)
     name, aliases = config.name, config.aliases
-    champion = alias_version(client, name, aliases.champion)
-    previous = alias_version(client, name, aliases.previous)
-    if previous is None:
-        raise UserError(f"{name} has no {aliases.previous!r} version to roll back to")
-    if champion is not None and champion.version == previous.version:
-        raise UserError(f"{name}: {aliases.previous!r} is already the champion")
-    client.set_registered_model_alias(name, aliases.champion, previous.version)
-    if champion is not None:
-        now = datetime.now(UTC).isoformat(timespec="seconds")
-        client.set_model_version_tag(name, champion.version, "tuneops.rolled_back_at", now)
-    new_previous = _step_previous_back(client, config, previous.version)
-    return Rollback(name, champion.version if champion else "", previous.version, new_previous)
+    with promotion_lock(client, config, "rollback", break_owner=break_lock) as lock:
+        champion = alias_version(client, name, aliases.champion)
+        previous = alias_version(client, name, aliases.previous)
+        if previous is None:
+            raise UserError(f"{name} has no {aliases.previous!r} version to roll back to")
+        if champion is not None and champion.version == previous.version:
+            raise UserError(f"{name}: {aliases.previous!r} is already the champion")
+        older = _older_champion(client, config, previous.version)
+        # ``previous`` steps back first, then ``champion`` moves (so the two name one version
+        # in between only when the older champion is the one being demoted).
+        plan = Plan(f"rollback to v{previous.version}")
+        if champion is not None:
+            plan.tags.append((champion.version, "tuneops.rolled_back_at", _now()))
+        plan.aliases += [(aliases.previous, older), (aliases.champion, previous.version)]
+        carry_out(client, config, lock, plan)
+    return Rollback(name, champion.version if champion else "", previous.version, older)
