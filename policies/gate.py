@@ -7,8 +7,12 @@
 - ``check_manifests(paths)`` scans rendered Kubernetes manifests; ``run_manifest_gate(paths)``
   does the same and raises one ``UserError`` listing the failures (the GitOps render calls it).
 
-Every check that runs is ours or checkov's own; skips come only from the skip list, each with its
-reason. The settings are in ``configs/policies/default.yaml``.
+checkov runs from its own environment (``.venv-policy``, built by ``make policy-env`` from
+requirements-policy.lock), so its exact pins stay out of the workloads' lock. Every check runs;
+the skip list (``policies/skiplist.py``) then counts the failures it covers, per environment and
+resource and each with its reason, as skipped: the result has the passed, failed and skipped
+counts, the failures there would be with no skips at all, and the skips that covered nothing.
+The settings are in ``configs/policies/default.yaml``.
 """
 
 from __future__ import annotations
@@ -17,16 +21,14 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import Field
-
-from tuneops.core.config import StrictModel, load_config, read_yaml, validate
-from tuneops.core.errors import UserError
+from policies.skiplist import Skip, dead_skips, judge, read_skips, skips_for
+from tuneops.core.config import StrictModel, load_config
+from tuneops.core.errors import MissingToolError, UserError
 from tuneops.core.io import atomic_write_json
 from tuneops.core.paths import CONFIG_DIR, REPO_ROOT, cache_dir
 
@@ -42,24 +44,13 @@ class PolicySettings(StrictModel):
     kubernetes_checks: str = "policies/kubernetes"
     skips: str = "policies/skips.yaml"
     kubernetes_builtin_checks: bool = False
+    checkov_python: str = ".venv-policy/bin/python"
 
 
 def load_policy_settings(
     path: str | Path | None = None, overrides: list[str] | None = None
 ) -> PolicySettings:
     return load_config(PolicySettings, path or POLICY_CONFIG, overrides=overrides)
-
-
-class Skip(StrictModel):
-    id: str = Field(pattern=r"^CKV2?_[A-Z0-9_]+$")
-    reason: str = Field(min_length=10)
-    frameworks: list[str] = Field(default_factory=lambda: ["terraform_json", "kubernetes"])
-    # Environments the skip applies to; empty means every environment (and manifest scans).
-    environments: list[str] = Field(default_factory=list)
-
-
-class SkipList(StrictModel):
-    skips: list[Skip] = Field(default_factory=list)
 
 
 @dataclass
@@ -71,6 +62,8 @@ class PolicyResult:
     resources: int = 0
     failures: list[str] = field(default_factory=list)
     by_check: dict[str, int] = field(default_factory=dict)  # failing check id -> count
+    skipped_by_check: dict[str, int] = field(default_factory=dict)  # skipped check id -> count
+    dead_skips: list[str] = field(default_factory=list)  # skips that covered no failure
     checks_run: list[str] = field(default_factory=list)
     scanned: list[str] = field(default_factory=list)
 
@@ -78,10 +71,17 @@ class PolicyResult:
     def ok(self) -> bool:
         return self.failed == 0
 
+    @property
+    def failed_without_skips(self) -> int:
+        """The failures there would be if nothing were skipped."""
+        return self.failed + self.skipped
+
     def summary(self) -> str:
+        dead = f"; dead skips: {', '.join(self.dead_skips)}" if self.dead_skips else ""
         return (
-            f"{self.passed} passed, {self.failed} failed, {self.skipped} skipped over "
-            f"{self.resources} resources ({self.framework})"
+            f"{self.passed} passed, {self.failed} failed, {self.skipped} skipped "
+            f"({self.failed_without_skips} failed with no skips) over {self.resources} resources "
+            f"({self.framework}){dead}"
         )
 
     def as_dict(self) -> dict:
@@ -90,6 +90,9 @@ class PolicyResult:
             "passed": self.passed,
             "failed": self.failed,
             "skipped": self.skipped,
+            "failed_without_skips": self.failed_without_skips,
+            "skipped_by_check": self.skipped_by_check,
+            "dead_skips": self.dead_skips,
             "resources": self.resources,
             "failures": self.failures,
         }
@@ -107,13 +110,19 @@ def _work_dir(name: str) -> Path:
 def load_skips(
     framework: str, environment: str | None = None, settings: PolicySettings | None = None
 ) -> list[Skip]:
-    path = _repo((settings or load_policy_settings()).skips)
-    skips = validate(SkipList, read_yaml(path), str(path)).skips
-    return [
-        s
-        for s in skips
-        if framework in s.frameworks and (not s.environments or environment in s.environments)
-    ]
+    """The skips that apply to a scan of ``framework`` in ``environment``."""
+    skips = read_skips(_repo((settings or load_policy_settings()).skips))
+    return skips_for(skips, framework, environment)
+
+
+def checkov_python(settings: PolicySettings) -> str:
+    """The interpreter of checkov's own environment, or one line on how to build it."""
+    python = _repo(settings.checkov_python)
+    if not python.is_file():
+        raise MissingToolError(
+            f"checkov's environment is missing ({settings.checkov_python}): run `make policy-env`"
+        )
+    return str(python)
 
 
 # ----------------------------------------------------------------------------- checkov
@@ -127,27 +136,29 @@ def run_checkov(
     *,
     skips: list[Skip],
     only_custom: bool = False,
+    python: str,
 ) -> PolicyResult:
-    """Run checkov over ``targets`` (files or folders) and parse its JSON report."""
+    """Run checkov (``python -m checkov.main``) over ``targets`` (files or folders), parse its
+    JSON report and count the failures ``skips`` cover as skipped."""
     if not targets:
         raise UserError("nothing to scan: no files given to the policy gate")
-    cmd = _checkov_command(framework, checks_dir, workdir, skips, only_custom)
+    cmd = _checkov_command(python, framework, checks_dir, workdir, only_custom)
     for target in targets:
         cmd += ["--directory" if target.is_dir() else "--file", str(target)]
     report_file = workdir / "report" / "results_json.json"
     report_file.unlink(missing_ok=True)
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, check=False)
-    result = _parse_reports(_read_report(report_file, proc), framework, targets)
+    result = _parse_reports(_read_report(report_file, proc), framework, targets, skips)
     if proc.returncode not in (0, 1) and not result.checks_run:
         raise UserError(f"checkov failed (exit {proc.returncode}): {proc.stderr.strip()[-800:]}")
     return result
 
 
 def _checkov_command(
-    framework: str, checks_dir: Path, workdir: Path, skips: list[Skip], only_custom: bool
+    python: str, framework: str, checks_dir: Path, workdir: Path, only_custom: bool
 ) -> list[str]:
     cmd = [
-        sys.executable,
+        python,
         "-m",
         "checkov.main",
         "--framework",
@@ -164,8 +175,6 @@ def _checkov_command(
     ]
     if only_custom:
         cmd += ["--check", ",".join(_custom_check_ids(checks_dir))]
-    if skips:
-        cmd += ["--skip-check", ",".join(s.id for s in skips)]
     return cmd
 
 
@@ -193,29 +202,41 @@ def _read_report(report_file: Path, proc: subprocess.CompletedProcess) -> list:
     return report if isinstance(report, list) else [report]
 
 
-def _parse_reports(reports: list, framework: str, targets: list[Path]) -> PolicyResult:
+def _parse_reports(
+    reports: list, framework: str, targets: list[Path], skips: list[Skip]
+) -> PolicyResult:
     result = PolicyResult(framework=framework, scanned=[str(t) for t in targets])
-    failing: Counter[str] = Counter()
     resources: set[str] = set()
+    failed_items: list[dict] = []
     for rep in reports:
         if not isinstance(rep, dict) or "results" not in rep:
             continue
-        summary = rep.get("summary", {})
-        result.passed += summary.get("passed", 0)
-        result.failed += summary.get("failed", 0)
-        result.skipped += summary.get("skipped", 0)
+        results = rep["results"]
+        result.passed += len(results.get("passed_checks", []))
+        result.skipped += len(results.get("skipped_checks", []))  # inline suppressions
+        failed_items += results.get("failed_checks", [])
         for kind in ("passed_checks", "failed_checks", "skipped_checks"):
-            for item in rep["results"].get(kind, []):
+            for item in results.get(kind, []):
                 resources.add(f"{item.get('file_abs_path')}:{item.get('resource')}")
                 result.checks_run.append(item.get("check_id"))
-        for item in rep["results"].get("failed_checks", []):
-            failing[item["check_id"]] += 1
-            result.failures.append(
-                f"{item['check_id']} {item.get('resource')} in {item.get('file_abs_path')}: "
-                f"{item.get('check_name')}"
-            )
+    verdicts = judge([(i["check_id"], str(i.get("resource"))) for i in failed_items], skips)
+    failing: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
+    for item, verdict in zip(failed_items, verdicts, strict=True):
+        if verdict.skip is not None:
+            skipped[item["check_id"]] += 1
+            continue
+        failing[item["check_id"]] += 1
+        result.failures.append(
+            f"{item['check_id']} {item.get('resource')} in {item.get('file_abs_path')}: "
+            f"{item.get('check_name')}"
+        )
+    result.failed = sum(failing.values())
+    result.skipped += sum(skipped.values())
     result.resources = len(resources)
     result.by_check = dict(failing)
+    result.skipped_by_check = dict(skipped)
+    result.dead_skips = dead_skips(verdicts, skips)
     result.checks_run = sorted(set(result.checks_run))
     return result
 
@@ -254,6 +275,7 @@ def check_terraform(
         _repo(settings.terraform_checks),
         work,
         skips=load_skips("terraform_json", environment, settings),
+        python=checkov_python(settings),
     )
 
 
@@ -279,6 +301,7 @@ def check_manifests(
         work,
         skips=load_skips("kubernetes", settings=settings),
         only_custom=not settings.kubernetes_builtin_checks,
+        python=checkov_python(settings),
     )
 
 

