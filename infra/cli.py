@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from infra.local import ServiceName
 from tuneops.core.errors import UserError
 
 app = typer.Typer(no_args_is_help=True)
@@ -24,7 +25,7 @@ ENV_OPT = typer.Option("local", "--env", "-e", help="environment (configs/infra/
 SET_OPT = typer.Option(
     None, "--set", help="override a value of the environment file for this run: key.sub=value"
 )
-OUTDIR_OPT = typer.Option(None, "--outdir", help="cdktf output folder (default from config)")
+OUTDIR_OPT = typer.Option(None, "--output", "-o", help="cdktf output folder (default from config)")
 
 
 def _load(env: str, overrides: list[str] | None = None):
@@ -117,6 +118,28 @@ def drift_cmd(
     _runner(env, overrides, outdir).drift()
 
 
+@infra_app.command("unlock")
+def unlock_cmd(
+    positional: str | None = typer.Argument(None, hidden=True),
+    env: str = ENV_OPT,
+    overrides: list[str] | None = SET_OPT,
+    outdir: Path | None = OUTDIR_OPT,
+    yes: bool = typer.Option(
+        False, "--yes", "-y", help="release without asking (you checked the owner yourself)"
+    ),
+) -> None:
+    """Release the state locks a dead run left held, after showing their owner, and push the
+    state Terraform could not save."""
+    import sys
+
+    from infra.locks import unlock
+    from tuneops.core.environments import refuse_positional_env
+
+    refuse_positional_env(positional, "infra unlock")
+    runner = _runner(env, overrides, outdir)
+    unlock(runner, yes=yes, interactive=sys.stdin.isatty(), ask=typer.confirm)
+
+
 @infra_app.command("check-manifests")
 def check_manifests_cmd(
     paths: list[Path] = typer.Argument(..., help="manifest files or folders (e.g. gitops/dev)"),
@@ -135,27 +158,40 @@ def check_manifests_cmd(
 
 # ----------------------------------------------------------------------------- local
 
+LOCAL_SET_OPT = typer.Option(
+    None,
+    "--set",
+    help="override a value for this run: key.sub=value of the local environment file, "
+    "platform.key.sub=value of configs/deploy/platform/local.yaml (ports, bucket, ...)",
+)
+
 
 def _local_services(overrides: list[str] | None = None):
     """The local environment (loaded once, with overrides) and its services in start order."""
-    from infra.local.registry import build_services
+    from infra.local.postgres import load_platform_settings
+    from infra.local.registry import build_services, split_overrides
 
-    settings, env = _load("local", overrides)
-    return env, build_services(env, settings)
+    env_sets, platform_sets = split_overrides(overrides)
+    settings, env = _load("local", env_sets)
+    return env, build_services(env, settings, load_platform_settings(platform_sets))
 
 
 @local_app.command("up")
 def local_up(
-    overrides: list[str] | None = SET_OPT,
-    only: list[str] | None = typer.Option(None, "--only", help="start only these services"),
+    overrides: list[str] | None = LOCAL_SET_OPT,
+    only: list[ServiceName] | None = typer.Option(
+        None, "--only", help="start only this service (repeatable)"
+    ),
 ) -> None:
-    """Start the local platform's services (idempotent) and create the local state bucket."""
+    """Start the local platform's services (idempotent) and create the local state bucket.
+    A service that is down or unhealthy (killed, crashed, its store gone) is started again."""
     from infra.bootstrap import bootstrap_state_bucket
     from infra.local.moto import MotoService
 
     env, services = _local_services(overrides)
+    chosen = {name.value for name in only or []}
     for name, service in services.items():
-        if only and name not in only:
+        if chosen and name not in chosen:
             continue
         with _status(f"starting {name}"):
             status = service.start()
@@ -168,8 +204,10 @@ def local_up(
 
 @local_app.command("down")
 def local_down(
-    overrides: list[str] | None = SET_OPT,
-    reset: bool = typer.Option(False, help="also forget moto's recorded state"),
+    overrides: list[str] | None = LOCAL_SET_OPT,
+    reset: bool = typer.Option(
+        False, "--reset/--no-reset", help="also forget moto's recorded state"
+    ),
 ) -> None:
     """Stop the local platform's services (their data stays under .cache/local/)."""
     from infra.local.moto import MotoService
@@ -184,24 +222,32 @@ def local_down(
 
 
 @local_app.command("status")
-def local_status(overrides: list[str] | None = SET_OPT) -> None:
-    """Show what the local platform runs, where, and its health."""
+def local_status(overrides: list[str] | None = LOCAL_SET_OPT) -> None:
+    """Show what the local platform runs, where, and its health. Exits 1 when a service is
+    down (its process killed or crashed) or unhealthy; `tuneops local up` brings it back."""
     _, services = _local_services(overrides)
-    healthy = 0
-    for service in services.values():
-        status = service.status()
-        healthy += status.healthy
+    statuses = [service.status() for service in services.values()]
+    for status in statuses:
         typer.echo(status.line())
-    typer.echo(f"local: {healthy}/{len(services)} service(s) healthy")
+    healthy = sum(status.healthy for status in statuses)
+    summary = f"local: {healthy}/{len(statuses)} service(s) healthy"
+    failed = [status for status in statuses if status.failed]
+    if not failed:
+        typer.echo(summary)
+        return
+    states = ", ".join(f"{s.name} {'unhealthy' if s.running else 'down'}" for s in failed)
+    typer.echo(f"{summary}; {states}: `tuneops local up` brings them back")
+    raise typer.Exit(1)
 
 
 @local_app.command("logs")
-def local_logs(name: str, lines: int = typer.Option(50, "--lines", "-n")) -> None:
+def local_logs(
+    name: ServiceName = typer.Argument(..., help="the service"),
+    lines: int = typer.Option(50, "--lines", "-n", help="how many lines from the end"),
+) -> None:
     """Print the end of a service's log."""
     _, services = _local_services()
-    if name not in services:
-        raise UserError(f"unknown service {name!r}; known: {', '.join(services)}")
-    typer.echo(services[name].logs(lines))
+    typer.echo(services[name.value].logs(lines))
 
 
 def _local_root() -> Path:

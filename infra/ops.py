@@ -1,5 +1,7 @@
 """What the `tuneops infra` commands do: synth, policy, plan, apply, destroy and drift for one
-environment, stack by stack in order, with one summary line per stack.
+environment, stack by stack in order: Terraform's progress as it runs (``infra.progress``),
+then one summary line per stack. A state lock left held by a run that died is explained in one
+line and released by ``tuneops infra unlock`` (``infra.locks``).
 
 Planning a stack whose upstream stack has changes pending cannot give a true plan (it would
 read outputs that do not exist yet), so such a stack is marked *deferred* at plan time and is
@@ -18,6 +20,7 @@ from pathlib import Path
 from rich.console import Console
 
 from infra.config import Environment, InfraSettings
+from infra.progress import make_view
 from infra.terraform import (
     StackChanges,
     Terraform,
@@ -90,6 +93,8 @@ class Runner:
         self.settings = settings
         self.outdir = outdir or settings.outdir_path
         self.quiet = quiet
+        # Terraform's progress: live lines on a terminal, a line per resource elsewhere.
+        self.view = make_view(console, quiet=quiet)
 
     # -- helpers -------------------------------------------------------------------------
     def say(self, text: str) -> None:
@@ -109,7 +114,7 @@ class Runner:
         workdir = self.outdir / "stacks" / self.env.stack_name(stack)
         if not (workdir / "cdk.tf.json").is_file():
             raise UserError(f"{workdir} has no cdk.tf.json: run `tuneops infra synth` first")
-        return Terraform(self.settings, self.env, stack, workdir)
+        return Terraform(self.settings, self.env, stack, workdir, view=self.view)
 
     def synth(self) -> None:
         from infra.app import synth

@@ -2,7 +2,9 @@
 
 Every run gets the project's CLI config (rendered from ``infra/terraform.rc`` with the provider
 mirror of this machine), its own data directory under the cache (so ``cdktf.out`` stays a pure
-synth output), and, in the local environment, moto's test credentials.
+synth output), and, in the local environment, moto's test credentials. ``plan`` and ``apply``
+run with ``-json`` and hand each message to a view (``infra.progress``) as it comes; a failure
+is one error made of Terraform's diagnostics, and a held state lock is one line (``infra.locks``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.config import Environment, InfraSettings
+from infra.locks import (
+    ERRORED_STATE,
+    LOCK_ERROR,
+    LockInfo,
+    StateLockedError,
+    held_locks,
+    keep_pushed_state,
+    unlock_command,
+)
+from infra.progress import NullView, StackRun
 from tuneops.core.errors import MissingToolError, UserError
 from tuneops.core.io import atomic_write_text
 from tuneops.core.paths import REPO_ROOT, cache_dir
@@ -118,13 +130,20 @@ def changes_from_plan_json(plan: dict) -> StackChanges:
 
 
 class TerraformError(UserError):
-    """terraform exited non-zero; the message carries the end of its output."""
+    """terraform exited non-zero; the message carries its errors (or the end of its output)."""
 
 
 class Terraform:
     """``terraform`` in one stack directory of one environment."""
 
-    def __init__(self, settings: InfraSettings, env: Environment, stack: str, workdir: Path):
+    def __init__(
+        self,
+        settings: InfraSettings,
+        env: Environment,
+        stack: str,
+        workdir: Path,
+        view: NullView | None = None,
+    ):
         self.settings = settings
         self.env = env
         self.stack = stack
@@ -134,6 +153,16 @@ class Terraform:
         self.plan_dir = infra_cache() / "plans" / env.name
         self.plan_file = self.plan_dir / f"{stack}.tfplan"
         self.rc = render_cli_config(settings)
+        self.view = view or NullView()
+
+    @property
+    def stack_name(self) -> str:
+        return self.env.stack_name(self.stack)
+
+    @property
+    def errored_state(self) -> Path:
+        """Where Terraform writes the state it could not save to the backend."""
+        return self.workdir / ERRORED_STATE
 
     def environ(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -170,12 +199,89 @@ class Terraform:
         )
         if proc.returncode not in ok_codes:
             output = ((proc.stdout or "") + (proc.stderr or "")).strip()
+            self.raise_if_locked(output)
             tail = "\n".join(output.splitlines()[-25:])
             raise TerraformError(
-                f"terraform {args[0]} failed in {self.env.stack_name(self.stack)} "
-                f"(exit {proc.returncode}):\n{tail}"
+                f"terraform {args[0]} failed in {self.stack_name} (exit {proc.returncode}):\n{tail}"
             )
         return proc
+
+    def stream(self, action: str, *args: str, ok_codes: tuple[int, ...] = (0,)) -> StackRun:
+        """``terraform <action> -json ...``, each message shown by the view as it comes;
+        a failure raises one error made of Terraform's diagnostics."""
+        run = StackRun(self.stack_name, action)
+        proc = subprocess.Popen(
+            [self.binary, action, "-json", *args],
+            cwd=self.workdir,
+            env=self.environ(),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        self.view.begin(run)
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                message, what = run.feed(line)
+                if message is not None:
+                    self.view.update(run, message, what)
+            code = proc.wait()
+        except BaseException:
+            # Ctrl-C reaches terraform too: let it stop cleanly (and release its lock).
+            proc.wait()
+            self.view.end(run, False)
+            raise
+        self.view.end(run, code in ok_codes)
+        run.exit_code = code
+        if code not in ok_codes:
+            self.raise_failure(action, run, code)
+        return run
+
+    def raise_failure(self, action: str, run: StackRun, code: int) -> None:
+        text = run.error_text()
+        for diag in run.errors():
+            if diag.summary == LOCK_ERROR:
+                self.raise_if_locked(f"{LOCK_ERROR}\n{diag.detail}")
+        message = f"terraform {action} failed in {self.stack_name} (exit {code}):\n{text}"
+        if self.errored_state.is_file():
+            message += (
+                f"\nTerraform could not save its state (kept in {self.errored_state}) and its "
+                f"state lock may still be held: once AWS answers again, run "
+                f"`{unlock_command(self.env.name)}` to release the lock and push that state"
+            )
+        raise TerraformError(message)
+
+    def raise_if_locked(self, output: str) -> None:
+        """One line naming the lock's owner when the output says the state is locked."""
+        if LOCK_ERROR in output:
+            lock = LockInfo.from_text(output)
+            if lock is not None:
+                raise StateLockedError(self.env.name, self.stack_name, lock)
+
+    def refuse_unsaved_state(self) -> None:
+        """Planning or applying over state Terraform could not save would fork the state
+        (and create again what that state holds): refuse, naming the lock the same run
+        left held, if it did."""
+        if not self.errored_state.is_file():
+            return
+        lock = held_locks(self.env, [self.stack]).get(self.stack)
+        if lock is not None:
+            raise StateLockedError(self.env.name, self.stack_name, lock, self.errored_state)
+        raise UserError(
+            f"{self.stack_name} has state Terraform could not save ({self.errored_state}): "
+            f"push it with `{unlock_command(self.env.name)}` before planning or applying again"
+        )
+
+    def force_unlock(self, lock_id: str) -> None:
+        """``terraform force-unlock``: Terraform checks that ``lock_id`` still holds it."""
+        self.run("force-unlock", "-force", lock_id)
+
+    def push_errored_state(self) -> Path:
+        """``terraform state push errored.tfstate`` (refused by Terraform when the backend's
+        state is newer or of another lineage); the pushed file moves into the cache."""
+        self.run("state", "push", ERRORED_STATE)
+        return keep_pushed_state(self.errored_state, self.stack_name)
 
     def lock_args(self) -> list[str]:
         return [f"-lock-timeout={self.settings.terraform.lock_timeout_s}s"]
@@ -185,9 +291,9 @@ class Terraform:
         self.run("init", "-input=false", "-no-color", "-reconfigure")
 
     def plan(self, *, destroy: bool = False, save: bool = True) -> StackChanges:
+        self.refuse_unsaved_state()
         self.plan_dir.mkdir(parents=True, exist_ok=True)
         args = [
-            "plan",
             "-input=false",
             "-no-color",
             "-detailed-exitcode",
@@ -198,7 +304,7 @@ class Terraform:
             args.append("-destroy")
         if save:
             args.append(f"-out={self.plan_file}")
-        self.run(*args, ok_codes=(0, 2))
+        self.stream("plan", *args, ok_codes=(0, 2))
         if not save:
             return StackChanges()
         plan_json = self.show_plan_json()
@@ -213,8 +319,9 @@ class Terraform:
 
     def apply_saved(self) -> None:
         if not self.plan_file.is_file():
-            raise UserError(f"no saved plan for {self.env.stack_name(self.stack)}: run plan first")
-        self.run(
+            raise UserError(f"no saved plan for {self.stack_name}: run plan first")
+        self.refuse_unsaved_state()
+        self.stream(
             "apply",
             "-input=false",
             "-no-color",
@@ -240,6 +347,7 @@ class Terraform:
 
     def drift(self) -> StackChanges:
         """``plan -detailed-exitcode`` with a refresh: what changed behind Terraform's back."""
+        self.refuse_unsaved_state()
         self.plan_dir.mkdir(parents=True, exist_ok=True)
         drift_file = self.plan_dir / f"{self.stack}.drift.tfplan"
         proc = self.run(

@@ -47,6 +47,7 @@ def backend_settings(env: Environment, stack: str) -> dict[str, Any]:
             skip_requesting_account_id=True,
             skip_metadata_api_check=True,
             skip_region_validation=True,
+            max_retries=5,
         )
     return settings
 
@@ -68,6 +69,10 @@ class EnvStack(TerraformStack):
                 skip_metadata_api_check="true",
                 skip_region_validation=True,
                 s3_use_path_style=True,
+                # moto on loopback either answers or is gone: 5 tries (about half a minute of
+                # backoff) rather than the provider's 25 (about three minutes) before an apply
+                # whose server died gives up and releases what it can.
+                max_retries=5,
             )
         else:
             provider["allowed_account_ids"] = [env.account_id]

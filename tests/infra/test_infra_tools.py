@@ -176,7 +176,7 @@ def test_a_command_loads_settings_and_environment_once_and_the_policy_check_gets
     monkeypatch.setattr(infra.config, "load_environment", load_environment)
     monkeypatch.setattr(infra.policy, "check_stacks", check_stacks)
     args = ["infra", "policy", "--env", "dev", "--set", "owner=someone-else", "--no-synth"]
-    result = CliRunner().invoke(app, [*args, "--outdir", str(tmp_path / "out")])
+    result = CliRunner().invoke(app, [*args, "--output", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert loads == {"settings": 1, "environment": 1}
     ((env, settings, outdir),) = seen
@@ -195,7 +195,7 @@ def test_dev_plan_without_credentials_stops_after_synth_and_policy(monkeypatch, 
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("TUNEOPS_CACHE_DIR", str(tmp_path / "cache"))
     result = CliRunner().invoke(
-        app, ["infra", "plan", "--env", "dev", "--outdir", str(tmp_path / "out")]
+        app, ["infra", "plan", "--env", "dev", "--output", str(tmp_path / "out")]
     )
     assert isinstance(result.exception, MissingToolError), result.output
     message = str(result.exception)
