@@ -4,6 +4,11 @@ The same topology as the cluster (RDS + the artifacts bucket): runs, params and 
 the local PostgreSQL, and the server proxies artifact uploads to
 ``s3://<artifacts bucket>/<prefix>`` on moto's S3 endpoint. The bucket is the one
 ``make apply ENV=local`` creates; the server refuses to start without it.
+
+The server is healthy when it answers a request that reads the backend store, not only
+``/health`` (which answers while PostgreSQL is down). When PostgreSQL comes back after a crash,
+the server's connection pool checks each connection before use and reconnects; should the
+store still fail, ``start`` restarts the server.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from infra.config import load_environment
 from infra.local.postgres import LocalPlatformSettings, PostgresService, load_platform_settings
 from infra.local.service import Service, ServiceStatus, python
 from tuneops.core.errors import UserError
+from tuneops.core.process import http_ok
 
 # moto accepts any credentials; these keep boto3 from looking for real ones.
 MOTO_CREDENTIALS = {
@@ -36,6 +42,8 @@ class MlflowServerService(Service):
     name = "mlflow"
     start_timeout_s = 180.0  # the first start creates MLflow's tables
     health_path = "/health"
+    # A read of the backend store: it answers 200 only while PostgreSQL does.
+    store_probe = "/api/2.0/mlflow/experiments/search?max_results=1"
 
     def __init__(
         self,
@@ -86,6 +94,16 @@ class MlflowServerService(Service):
             "--workers",
             str(self.settings.mlflow.workers),
         ]
+
+    def healthy(self) -> bool:
+        return http_ok(f"{self.url}{self.store_probe}")
+
+    def diagnose(self) -> str:
+        if not super().healthy():
+            return super().diagnose()
+        if not self.postgres.healthy():
+            return f"it answers, but its backend store, PostgreSQL at {self.postgres.url}, does not"
+        return "it answers, but its backend store fails; see its log"
 
     def check_dependencies(self) -> None:
         import boto3

@@ -1,9 +1,20 @@
 """PostgreSQL for the local platform: MLflow's backend store, as on the cluster (RDS there).
 
 The server binaries on PATH (``initdb``, ``postgres``) run a cluster under
-``<cache>/local/postgres/data``, listening on loopback only, with its Unix socket in the same
-folder. PostgreSQL refuses to run as root, so when this runs as root the server runs as the
-``postgres`` system user (or ``nobody``), which owns the data folder.
+``<cache>/local/postgres/data``, listening on loopback only, with its Unix socket in the folder
+above it. PostgreSQL refuses to run as root, so when this runs as root the server runs as the
+``postgres`` system user (or ``nobody``), which owns the cluster's folder and must be able to
+walk down to it. A clone often sits where that account cannot (a ``mktemp -d`` folder, root's
+home: mode 0700). The cluster then lives in a folder of its own under ``/var/tmp`` (one per
+cache, named by a digest of its path), and ``<cache>/local/postgres/data`` is a link to it, so
+the data is found the same way and stays between starts.
+
+A server that was killed (SIGKILL, a crash, the machine's OOM killer) leaves ``postmaster.pid``
+and the socket's lock file behind, naming a process that is gone, or a zombie, or by now
+another program; PostgreSQL refuses to start while such a file names a live process. ``start``
+therefore ends what the old server left running in its data folder, removes lock files that
+name no live server of this cluster, and starts it again: PostgreSQL replays its write-ahead
+log, so every committed row (every MLflow run) is back.
 
 The settings of all local services are in ``configs/deploy/platform/local.yaml``.
 """
@@ -11,22 +22,29 @@ The settings of all local services are in ``configs/deploy/platform/local.yaml``
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pwd
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 from pydantic import Field
 
+from infra.local.processes import command_name, end_processes, processes_in
 from infra.local.service import Service, ServiceStatus
 from tuneops.core.config import StrictModel, load_config
 from tuneops.core.errors import MissingToolError, UserError
 from tuneops.core.paths import CONFIG_DIR
 
 PLATFORM_CONFIG = CONFIG_DIR / "deploy" / "platform" / "local.yaml"
+# Where a cluster goes when its account cannot reach the cache (sticky and world-traversable).
+SHARED_PARENTS = (Path("/var/tmp"), Path(tempfile.gettempdir()))
+# How long the processes of a killed server get to notice and exit before they are killed.
+LEFTOVER_GRACE_S = 10.0
 
 
 class PostgresSettings(StrictModel):
@@ -95,6 +113,46 @@ def _as_user(cmd: list[str], account: pwd.struct_passwd | None) -> list[str]:
     ]
 
 
+def blocked_folder(path: Path, account: pwd.struct_passwd) -> Path | None:
+    """The first folder on the way down to ``path`` that ``account`` may not enter (search
+    permission by owner, primary group or others), or None when it can walk all the way."""
+    for folder in [*reversed(path.parents), path]:
+        try:
+            info = folder.stat()
+        except FileNotFoundError:
+            break  # below here nothing exists yet; it will be made for the account
+        if info.st_uid == account.pw_uid:
+            allowed = info.st_mode & 0o100
+        elif info.st_gid == account.pw_gid:
+            allowed = info.st_mode & 0o010
+        else:
+            allowed = info.st_mode & 0o001
+        if not allowed:
+            return folder
+    return None
+
+
+def shared_home(root: Path, account: pwd.struct_passwd) -> Path:
+    """A folder ``account`` can reach for the cluster of the cache at ``root``."""
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    for parent in SHARED_PARENTS:
+        if parent.is_dir() and blocked_folder(parent, account) is None:
+            return parent / f"tuneops-postgres-{digest}"
+    raise UserError(
+        f"PostgreSQL runs as {account.pw_name}, who can reach neither {root} nor any of "
+        f"{', '.join(map(str, SHARED_PARENTS))}; keep the cache (TUNEOPS_CACHE_DIR) under "
+        "folders others may traverse"
+    )
+
+
+def _lock_pid(path: Path) -> int | None:
+    """The pid on the first line of a PostgreSQL lock file, or None without one."""
+    try:
+        return int(path.read_text().split("\n", 1)[0].strip())
+    except (OSError, ValueError):
+        return None
+
+
 class PostgresService(Service):
     name = "postgres"
     start_timeout_s = 60.0
@@ -104,8 +162,20 @@ class PostgresService(Service):
         super().__init__(root, host=self.settings.host, port=self.settings.postgres.port)
         self.user = self.settings.postgres.user
         self.database = self.settings.postgres.database
-        self.data_dir = self.root / "data"
         self.account = _run_as()
+        self.link = self.root / "data"  # the cluster, or a link to where it lives
+        self.data_dir = self._cluster_folder()
+        self.socket_dir = self.data_dir.parent
+
+    def _cluster_folder(self) -> Path:
+        """Where the cluster is (or will be): ``<root>/data``, or the folder it links to, or,
+        when the server's account cannot reach ``<root>``, a shared folder of its own."""
+        if self.link.is_symlink():
+            return Path(os.readlink(self.link))
+        root = self.root.resolve()
+        if self.account is None or blocked_folder(root, self.account) is None:
+            return self.link
+        return shared_home(root, self.account) / "data"
 
     @property
     def url(self) -> str:
@@ -120,26 +190,31 @@ class PostgresService(Service):
         if self.account is not None:
             os.chown(path, self.account.pw_uid, self.account.pw_gid)
 
-    def _check_reachable(self) -> None:
-        """The unprivileged account must be able to walk down to the data folder."""
-        if self.account is None:
-            return
-        for folder in reversed(self.root.resolve().parents):
-            mode = folder.stat()
-            if folder.stat().st_uid != self.account.pw_uid and not mode.st_mode & 0o001:
+    def _prepare_folders(self) -> None:
+        """The cluster's folder, owned by the server's account; linked from ``<root>/data``
+        when it lives elsewhere (an earlier cluster in ``<root>/data`` moves there)."""
+        if self.data_dir != self.link and not self.link.is_symlink():
+            self.socket_dir.mkdir(mode=0o700, exist_ok=True)
+            if self.link.is_dir():
+                shutil.move(self.link, self.data_dir)
+            self.link.symlink_to(self.data_dir, target_is_directory=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        for folder in (self.data_dir, self.socket_dir):
+            self._chown(folder)
+        if self.account is not None:
+            blocked = blocked_folder(self.data_dir, self.account)
+            if blocked is not None:
                 raise UserError(
-                    f"PostgreSQL runs as {self.account.pw_name}, who cannot enter {folder}; "
-                    f"keep the cache (TUNEOPS_CACHE_DIR) under folders others may traverse"
+                    f"PostgreSQL runs as {self.account.pw_name}, who cannot enter {blocked}; "
+                    "make it traversable (chmod o+x) or remove the link "
+                    f"{self.link} to start a new cluster"
                 )
 
     def initdb(self) -> None:
         """Create the database cluster once (trust auth: it listens on loopback only)."""
         if (self.data_dir / "PG_VERSION").is_file():
             return
-        self._check_reachable()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._chown(self.data_dir)
-        self._chown(self.root)
+        self._prepare_folders()
         cmd = [
             _binary("initdb"),
             "-D",
@@ -151,7 +226,11 @@ class PostgresService(Service):
             "--no-locale",
         ]
         proc = subprocess.run(
-            _as_user(cmd, self.account), capture_output=True, text=True, check=False
+            _as_user(cmd, self.account),
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=self.socket_dir,  # a folder the server's account may be in
         )
         if proc.returncode != 0:
             raise UserError(f"initdb failed for {self.data_dir}: {proc.stderr.strip()[-500:]}")
@@ -166,7 +245,7 @@ class PostgresService(Service):
             "-p",
             str(self.port),
             "-k",
-            str(self.root),
+            str(self.socket_dir),
             "-c",
             "max_connections=50",
             "-c",
@@ -184,6 +263,34 @@ class PostgresService(Service):
             dbname=database or "postgres",
             connect_timeout=2,
         )
+
+    def diagnose(self) -> str:
+        return f"it does not answer SELECT 1 at {self.host}:{self.port}; see {self.log_file}"
+
+    def lock_files(self) -> list[Path]:
+        """The files a running server holds: the data folder's and the socket's."""
+        return [self.data_dir / "postmaster.pid", self.socket_dir / f".s.PGSQL.{self.port}.lock"]
+
+    def clear_after_crash(self) -> str | None:
+        """Make a cluster whose server was killed startable again (see the module docstring);
+        what was done, or None when there was nothing to clear."""
+        holder = _lock_pid(self.lock_files()[0])
+        if holder is not None and self._is_server(holder):
+            return None  # a live server holds the cluster: starting another fails and says so
+        done = []
+        killed = end_processes(processes_in(self.data_dir), LEFTOVER_GRACE_S)
+        if killed:
+            done.append(f"killed {len(killed)} process(es) the old server left")
+        for lock in self.lock_files():
+            pid = _lock_pid(lock)
+            if pid is not None and not self._is_server(pid):
+                lock.unlink(missing_ok=True)
+                done.append(f"removed {lock.name} of pid {pid}, which is gone")
+        return "; ".join(done) or None
+
+    def _is_server(self, pid: int) -> bool:
+        """Whether ``pid`` is a live PostgreSQL process working in this cluster's folder."""
+        return command_name(pid) == "postgres" and pid in processes_in(self.data_dir)
 
     def healthy(self) -> bool:
         import psycopg2
@@ -205,8 +312,11 @@ class PostgresService(Service):
 
     def start(self) -> ServiceStatus:
         self.initdb()
+        cleared = None if self.running() else self.clear_after_crash()
         status = super().start()
         self.ensure_database()
+        if cleared:
+            status.note = f"recovered after a crash: {cleared}"
         return status
 
     def stop(self, timeout: float = 15.0) -> bool:

@@ -1,7 +1,11 @@
 """The services of the local platform, in the order they start (and stop in reverse).
 
 A new service is a module in this package with a ``Service`` subclass, imported here and added
-to ``build_services``.
+to ``build_services`` (and its name to ``infra.local.ServiceName``).
+
+``--set`` overrides of the ``tuneops local`` commands go to the local environment file, except
+those written ``platform.key.sub=value``: they go to ``configs/deploy/platform/local.yaml``
+(ports, the artifacts bucket, the model server).
 """
 
 from __future__ import annotations
@@ -12,6 +16,19 @@ from infra.local.model_server import ModelServerService
 from infra.local.moto import MotoService
 from infra.local.postgres import LocalPlatformSettings, PostgresService, load_platform_settings
 from infra.local.service import Service
+
+PLATFORM_PREFIX = "platform."
+
+
+def split_overrides(overrides: list[str] | None) -> tuple[list[str], list[str]]:
+    """The overrides of the environment file, and those of the platform file (prefix removed)."""
+    environment, platform = [], []
+    for item in overrides or []:
+        if item.startswith(PLATFORM_PREFIX):
+            platform.append(item.removeprefix(PLATFORM_PREFIX))
+        else:
+            environment.append(item)
+    return environment, platform
 
 
 def build_services(

@@ -6,14 +6,21 @@ own (it outlives the command that started it). ``start`` is idempotent (a health
 alone), ``stop`` ends only the process group whose pid it recorded, and ``status`` says what runs
 where. The services of the local platform and their order are listed in
 ``infra.local.registry``.
+
+``status`` tells a service that was stopped (no pid recorded) from one that is down (its
+recorded process is gone: killed or crashed) or unhealthy (running, but failing its health
+check); the last two are failures, which ``tuneops local status`` reports and exits non-zero on,
+and which ``start`` repairs (a down service is started again, an unhealthy one restarted).
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.local.processes import process_running
 from tuneops.core.errors import UserError
 from tuneops.core.paths import cache_dir
 from tuneops.core.process import Supervisor, http_ok, port_in_use, read_tail
@@ -34,13 +41,24 @@ class ServiceStatus:
     url: str | None
     log: Path
     note: str | None = None  # one more thing a user of the service needs, e.g. its token file
+    problem: str | None = None  # why a service that should run does not work: a failure
+
+    @property
+    def failed(self) -> bool:
+        return self.problem is not None
 
     def line(self) -> str:
-        state = "healthy" if self.healthy else ("running, not ready" if self.running else "stopped")
+        if self.healthy:
+            state = "healthy"
+        elif self.running:
+            state = "UNHEALTHY"
+        else:
+            state = "DOWN" if self.failed else "stopped"
         where = f" at {self.url}" if self.url and self.running else ""
         pid = f" (pid {self.pid})" if self.running else ""
+        problem = f": {self.problem}" if self.problem else ""
         note = f"; {self.note}" if self.note else ""
-        return f"{self.name:<14} {state}{where}{pid}{note}"
+        return f"{self.name:<14} {state}{where}{pid}{problem}{note}"
 
 
 class Service:
@@ -74,6 +92,12 @@ class Service:
             raise NotImplementedError
         return http_ok(f"{self.url}{self.health_path}")
 
+    def diagnose(self) -> str:
+        """Why a running service is not healthy, in a few words."""
+        if self.health_path is not None:
+            return f"{self.url}{self.health_path} does not answer 200"
+        return "it fails its health check"
+
     @property
     def url(self) -> str | None:
         """``http://host:port`` for a service that listens on a port."""
@@ -103,8 +127,18 @@ class Service:
             new_session=True,
         )
 
+    def recorded_pid(self) -> int | None:
+        """The pid in the pid file, live or not: a recorded pid whose process is gone means
+        the service was killed or crashed (a clean stop removes the file)."""
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
     def pid(self) -> int | None:
-        return self.supervisor().pid()
+        """The live process of the service (a zombie left unreaped counts as gone)."""
+        pid = self.supervisor().pid()
+        return pid if pid is not None and process_running(pid) else None
 
     def running(self) -> bool:
         return self.pid() is not None
@@ -123,20 +157,39 @@ class Service:
         return self.status()
 
     def stop(self, timeout: float = 15.0) -> bool:
-        """Stop the recorded process; whether there was one to stop."""
-        was_running = self.running()
-        self.supervisor().stop(timeout)
-        return was_running
+        """Stop the recorded process (SIGTERM to its group, SIGKILL after ``timeout``); whether
+        there was one to stop. A recorded process that is already gone is forgotten."""
+        pid = self.pid()
+        supervisor = self.supervisor()
+        if pid is not None:
+            supervisor.terminate()
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and process_running(pid):
+                time.sleep(0.1)
+            if process_running(pid):
+                supervisor.stop(timeout=0)  # SIGKILL to the group
+        self.pid_file.unlink(missing_ok=True)
+        return pid is not None
 
     def status(self) -> ServiceStatus:
         pid = self.pid()
+        healthy = pid is not None and self.healthy()
+        problem = None
+        if pid is not None and not healthy:
+            problem = self.diagnose()
+        elif pid is None and self.recorded_pid() is not None:
+            problem = (
+                f"its process (pid {self.recorded_pid()}) is gone: killed or crashed; "
+                f"see {self.log_file}"
+            )
         return ServiceStatus(
             name=self.name,
             running=pid is not None,
-            healthy=pid is not None and self.healthy(),
+            healthy=healthy,
             pid=pid,
             url=self.url,
             log=self.log_file,
+            problem=problem,
         )
 
     def logs(self, lines: int = 50) -> str:

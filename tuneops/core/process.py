@@ -59,7 +59,7 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists; a zombie child of this process counts as gone."""
+    """Whether process ``pid`` exists; a zombie (of any parent) counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -70,7 +70,17 @@ def pid_alive(pid: int) -> bool:
         waited, _ = os.waitpid(pid, os.WNOHANG)
         if waited == pid:
             return False
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` is a zombie (state ``Z`` in ``/proc/<pid>/stat``): dead, waiting for a
+    parent that may never reap it (a container whose first process does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no /proc (not Linux) or gone meanwhile: os.kill has answered
+    return stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]
 
 
 def read_tail(path: Path | None, lines: int) -> str:
