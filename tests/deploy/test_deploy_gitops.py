@@ -276,7 +276,7 @@ def test_models_uri_resolves_through_the_registry(tmp_path, mlflow_uri):
 def test_cli_prints_diff_and_one_line_errors(tmp_path):
     cmd = [sys.executable, "-m", "tuneops.cli"]
     out = subprocess.run(
-        [*cmd, "gitops", "render", "--env", "dev", "--model", V1, "--out", str(tmp_path)],
+        [*cmd, "gitops", "render", "--env", "dev", "--model", V1, "--root", str(tmp_path)],
         capture_output=True,
         text=True,
         check=True,
@@ -294,7 +294,7 @@ def test_cli_prints_diff_and_one_line_errors(tmp_path):
             V2,
             "--canary",
             "10",
-            "--out",
+            "--root",
             str(tmp_path),
         ],
         capture_output=True,

@@ -103,7 +103,7 @@ def _canary_tree(root: Path, *overrides: str):
 def _analyze(root: Path, *overrides: str) -> subprocess.CompletedProcess:
     sets = [word for item in overrides for word in ("--set", item)]
     return subprocess.run(
-        [*CLI, "release", "analyze", "--env", "dev", "--out", str(root), *sets],
+        [*CLI, "release", "analyze", "--env", "dev", "--root", str(root), *sets],
         capture_output=True,
         text=True,
         timeout=180,

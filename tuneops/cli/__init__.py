@@ -4,6 +4,11 @@ The top layer: it imports every area and nothing imports it. Each area owns a ty
 own ``cli`` module; groups are mounted under a name (``tuneops data build``), single commands
 are merged at the top (``tuneops train``). Heavy libraries are imported inside the commands, so
 ``tuneops --help`` stays fast. ``tuneops demo`` runs ``tuneops.cli.demo``.
+
+Options follow one spelling across commands (docs/architecture.md): ``--env/-e``, ``--set``,
+``--config/-c``, ``--output/-o`` for what a command writes, ``--root`` for a tree it reads and
+adds to, boolean options as flags (``--resume/--no-resume``), fixed choices typed so ``--help``
+lists them. Spellings that were renamed stay accepted, hidden, through ``OLD_SPELLINGS``.
 """
 
 from __future__ import annotations
@@ -24,12 +29,30 @@ from workloads.registry.cli import app as registry_app
 from workloads.serve.cli import app as serve_app
 from workloads.train.cli import app as train_app
 
+# Renamed options, old spelling -> new: the parser maps every option name it reads through
+# `token_normalize_func`, in every subcommand, so old scripts keep working while --help shows
+# the new spelling alone.
+OLD_SPELLINGS = {
+    "out": "root",
+    "outdir": "output",
+    "output-dir": "output",
+    "no-log": "no-log-mlflow",
+}
+
+
+def new_spelling(name: str) -> str:
+    return OLD_SPELLINGS.get(name, name)
+
+
 app = typer.Typer(
     name="tuneops",
     help="Fine-tune, evaluate, serve and ship language models on Kubernetes.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain help: typer's rich help prints `<bool>` after every flag, as if it took a value.
+    rich_markup_mode=None,
+    context_settings={"token_normalize_func": new_spelling},
 )
 
 app.add_typer(data_app, name="data", help="Build versioned dataset snapshots.")

@@ -70,14 +70,15 @@ def _show(result, action: str) -> None:
 @gitops_app.command("render")
 def render_cmd(
     old_env: str | None = _old_env_argument("gitops render"),
-    env: str = typer.Option(..., "--env", help=ENV_HELP),
+    env: str = typer.Option(..., "--env", "-e", help=ENV_HELP),
     model: str | None = typer.Option(
         None,
         "--model",
+        "-m",
         help="models:/name@alias, models:/name/<version> or s3://...; sets the stable version. "
         "Default: keep the current release, or the config's registry.model for a first render.",
     ),
-    root: Path | None = typer.Option(None, "--out", help=ROOT_HELP),
+    root: Path | None = typer.Option(None, "--root", help=ROOT_HELP),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
     """Render the InferenceService(s), route, release state and Argo CD apps of ENV."""
@@ -91,10 +92,11 @@ def render_cmd(
 @release_app.command("promote")
 def promote_cmd(
     old_env: str | None = _old_env_argument("release promote"),
-    env: str = typer.Option(..., "--env", help=ENV_HELP),
+    env: str = typer.Option(..., "--env", "-e", help=ENV_HELP),
     model: str | None = typer.Option(
         None,
         "--model",
+        "-m",
         help="The version to promote (models:/name@alias, models:/name/<version>, s3://...). "
         "Default for --canary: the config's registry.model; for --full: the running canary.",
     ),
@@ -102,7 +104,7 @@ def promote_cmd(
         None, "--canary", help="Send this percentage (1-99) of the traffic to the new version."
     ),
     full: bool = typer.Option(False, "--full", help="Send all traffic to the new version."),
-    root: Path | None = typer.Option(None, "--out", help=ROOT_HELP),
+    root: Path | None = typer.Option(None, "--root", help=ROOT_HELP),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
     """Promote a model in ENV by canary or fully; prints the diff it wrote."""
@@ -117,8 +119,8 @@ def promote_cmd(
 @release_app.command("rollback")
 def rollback_cmd(
     old_env: str | None = _old_env_argument("release rollback"),
-    env: str = typer.Option(..., "--env", help=ENV_HELP),
-    root: Path | None = typer.Option(None, "--out", help=ROOT_HELP),
+    env: str = typer.Option(..., "--env", "-e", help=ENV_HELP),
+    root: Path | None = typer.Option(None, "--root", help=ROOT_HELP),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
     """Drop the running canary, or restore the previous version; prints the diff it wrote."""
@@ -132,11 +134,11 @@ def rollback_cmd(
 @release_app.command("analyze")
 def analyze_cmd(
     old_env: str | None = _old_env_argument("release analyze"),
-    env: str = typer.Option(..., "--env", help=ENV_HELP),
+    env: str = typer.Option(..., "--env", "-e", help=ENV_HELP),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the table and the verdict; write nothing."
     ),
-    root: Path | None = typer.Option(None, "--out", help=ROOT_HELP),
+    root: Path | None = typer.Option(None, "--root", help=ROOT_HELP),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
     """Judge the running canary of ENV on live signals from Prometheus, then step its weight
@@ -203,7 +205,7 @@ def images_lint_cmd(
 @images_app.command("build")
 def images_build_cmd(
     names: list[str] = typer.Argument(None, help="Images to build (default: all in the config)."),
-    env: str = typer.Option("dev", "--env", help="Environment whose registry receives them."),
+    env: str = typer.Option("dev", "--env", "-e", help="Environment whose registry receives them."),
     push: bool = typer.Option(True, "--push/--no-push", help="Push after building."),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:

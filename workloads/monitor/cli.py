@@ -18,12 +18,12 @@ def drift(
         "(default: the server's default log under the cache).",
     ),
     dataset: str = typer.Option(
-        "cloudops", "--dataset", help="training snapshot: <name>, <name>/<id> or a folder."
+        "cloudops", "--dataset", "-d", help="training snapshot: <name>, <name>/<id> or a folder."
     ),
     config: Path = typer.Option(None, "--config", "-c", help="monitor config YAML."),
     output: Path = typer.Option(None, "--output", "-o", help="write the report as JSON here."),
     env: str = typer.Option(
-        None, "--env", help="environment (local, dev, ...): applies <config>.<env>.yaml."
+        None, "--env", "-e", help="environment (local, dev, ...): applies <config>.<env>.yaml."
     ),
     overrides: list[str] = typer.Option(None, "--set", help="override a config value: k=v"),
 ) -> None:
@@ -74,7 +74,7 @@ def sink(
     ),
     config: Path = typer.Option(None, "--config", "-c", help="monitor config YAML."),
     env: str = typer.Option(
-        None, "--env", help="environment (local, dev, ...): applies <config>.<env>.yaml."
+        None, "--env", "-e", help="environment (local, dev, ...): applies <config>.<env>.yaml."
     ),
     overrides: list[str] = typer.Option(None, "--set", help="override a config value: k=v"),
 ) -> None:

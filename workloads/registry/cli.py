@@ -26,7 +26,7 @@ def _config(config: Path | None, env: str | None, overrides: list[str] | None):
 def register_command(
     run_id: str = typer.Option(..., "--run-id", help="MLflow run whose model to register."),
     config: Path = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-    env: str = typer.Option(None, "--env", help=ENV_HELP),
+    env: str = typer.Option(None, "--env", "-e", help=ENV_HELP),
     overrides: list[str] = typer.Option(None, "--set", help="Config override key.sub=value."),
 ) -> None:
     """Register a training run's model as a new version with alias `candidate`."""
@@ -56,7 +56,7 @@ def promote_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Check the gate, move nothing."),
     break_lock: str = typer.Option(None, "--break-lock", metavar="OWNER", help=BREAK_HELP),
     config: Path = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-    env: str = typer.Option(None, "--env", help=ENV_HELP),
+    env: str = typer.Option(None, "--env", "-e", help=ENV_HELP),
     overrides: list[str] = typer.Option(None, "--set", help="Config override key.sub=value."),
 ) -> None:
     """Make a version the champion if the promotion gate holds (exit 4 when refused)."""
@@ -86,7 +86,7 @@ def promote_command(
 def rollback_command(
     break_lock: str = typer.Option(None, "--break-lock", metavar="OWNER", help=BREAK_HELP),
     config: Path = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-    env: str = typer.Option(None, "--env", help=ENV_HELP),
+    env: str = typer.Option(None, "--env", "-e", help=ENV_HELP),
     overrides: list[str] = typer.Option(None, "--set", help="Config override key.sub=value."),
 ) -> None:
     """Restore the `previous` version as champion."""

@@ -22,7 +22,7 @@ def serve(
     host: str = typer.Option(None, "--host", help="interface to bind (default: config)."),
     port: int = typer.Option(None, "--port", "-p", help="HTTP port (default: config)."),
     name: str = typer.Option(None, "--name", help="model name clients ask for."),
-    env: str = typer.Option(None, "--env", help="config overlay <name>.<env>.yaml to apply."),
+    env: str = typer.Option(None, "--env", "-e", help="config overlay <name>.<env>.yaml to apply."),
     overrides: list[str] = typer.Option(
         None, "--set", help="override a config value for this run: key.sub=value"
     ),

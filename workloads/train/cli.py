@@ -25,7 +25,9 @@ def train(
         None, "--set", help="Override one config value: key.sub=value (repeatable)."
     ),
     resume: bool = typer.Option(
-        False, "--resume", help="Continue from the newest valid checkpoint of the run."
+        False,
+        "--resume/--no-resume",
+        help="Continue from the newest valid checkpoint of the run, or start afresh.",
     ),
     output: Path = typer.Option(
         None, "--output", "-o", help="Run directory (default: .cache/runs/<run_name>)."
@@ -33,6 +35,7 @@ def train(
     env: str = typer.Option(
         None,
         "--env",
+        "-e",
         help="Environment: the overlay <config>.<env>.yaml; with --on-cluster, its cluster.",
     ),
     on_cluster: bool = typer.Option(
