@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from workloads.data.config import OnError
+
 app = typer.Typer(no_args_is_help=True)
 
 
@@ -14,23 +16,24 @@ def build(
     config: Path = typer.Option(
         None, "--config", "-c", help="dataset config (default configs/data/default.yaml)"
     ),
-    env: str = typer.Option(None, "--env", help="apply the <config>.<env>.yaml overlay"),
+    env: str = typer.Option(None, "--env", "-e", help="apply the <config>.<env>.yaml overlay"),
     overrides: list[str] = typer.Option(
         None, "--set", help="override a config value for this run, e.g. dedup.threshold=0.8"
     ),
-    on_error: str = typer.Option(
+    on_error: OnError | None = typer.Option(
         None,
         "--on-error",
-        help="bad input: `fail` (stop with the file and line) or `quarantine` (to rejects)",
+        help="bad input: fail (stop with the file and line) or quarantine (to rejects); "
+        "default: the config's on_error",
     ),
-    out: Path = typer.Option(
-        None, "--out", help="datasets root to write into (default <cache>/datasets)"
+    root: Path = typer.Option(
+        None, "--root", help="datasets root to write into (default <cache>/datasets)"
     ),
     upload: str = typer.Option(
         None, "--upload", help="also copy the snapshot to s3://bucket/prefix"
     ),
     log_mlflow: bool = typer.Option(
-        False, "--log-mlflow", help="log the snapshot to MLflow as a dataset input"
+        False, "--log-mlflow/--no-log-mlflow", help="log the snapshot to MLflow as dataset inputs"
     ),
     tracking_uri: str = typer.Option(
         None, "--tracking-uri", help="MLflow tracking URI (default MLFLOW_TRACKING_URI or local)"
@@ -39,22 +42,23 @@ def build(
     """Build a versioned dataset snapshot from the sources in the config."""
     from rich.console import Console
 
-    from tuneops.core.errors import UserError
     from workloads.data.config import load_data_config
     from workloads.data.pipeline import build_dataset
 
-    if on_error not in (None, "fail", "quarantine"):
-        raise UserError(f"--on-error {on_error!r}: use fail or quarantine")
     console = Console(stderr=True)
     cfg = load_data_config(config, env=env, overrides=overrides)
     console.print(f"[bold]building dataset {cfg.name!r}[/] from {len(cfg.sources)} source(s)")
     result = build_dataset(
-        cfg, out=out, on_error=on_error, progress=True, echo=lambda line: console.print("  " + line)
+        cfg,
+        out=root,
+        on_error=on_error,
+        progress=True,
+        echo=lambda line: console.print("  " + line),
     )
     if upload:
         from workloads.data.publish import upload_snapshot
 
-        uri = upload_snapshot(result.snapshot, upload)
+        uri = upload_snapshot(result.snapshot, upload, cfg.upload_retry)
         console.print(f"  uploaded to {uri}")
     if log_mlflow:
         from workloads.data.publish import log_snapshot_to_mlflow

@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from tuneops.core.config import StrictModel, load_config
 from tuneops.core.paths import CONFIG_DIR, REPO_ROOT
+from workloads.data.s3_retry import S3Retry
 from workloads.models.refs import DEFAULT_MODEL
 
 DEFAULT_CONFIG = CONFIG_DIR / "data" / "default.yaml"
@@ -198,6 +199,8 @@ class DataConfig(StrictModel):
     formatting: FormattingConfig = FormattingConfig()
     split: SplitConfig = SplitConfig()
     output: str | None = Field(None, description="datasets root; None: <cache>/datasets")
+    # `--upload`: tries and timeouts of the copy to S3 (workloads/data/s3_retry.py).
+    upload_retry: S3Retry = S3Retry()
 
     @model_validator(mode="after")
     def _unique_sources(self) -> DataConfig:

@@ -8,36 +8,43 @@ from pathlib import Path
 
 from tuneops.core.errors import MissingToolError, UserError
 from tuneops.core.s3 import split_uri
+from workloads.data.s3_retry import S3Retry, S3Unavailable, describe, s3_client, upload_files
 from workloads.data.snapshot import Snapshot
 from workloads.data.split import SPLITS
 
 EXPERIMENT = "tuneops-data"
 
 
-def upload_snapshot(snapshot: Snapshot, uri: str) -> str:
+def upload_snapshot(snapshot: Snapshot, uri: str, retry: S3Retry | None = None) -> str:
     """Copy every file of the snapshot to ``<uri>/<name>/<id>/``; returns that prefix URI.
 
     Credentials and endpoint come from the usual AWS settings (``AWS_ENDPOINT_URL`` points
-    boto3 at another S3-compatible endpoint, such as the local environment's).
+    boto3 at another S3-compatible endpoint, such as the local environment's). A refused,
+    dropped or timed-out request is tried again per ``retry`` (``upload_retry`` of the data
+    config); after the last try the upload stops with one line and the local snapshot stays.
     """
-    import boto3
     from boto3.exceptions import S3UploadFailedError
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+    retry = retry or S3Retry()
     bucket, prefix = split_uri(uri, what="--upload")
     key_prefix = "/".join(p for p in (prefix, snapshot.name, snapshot.id) if p)
-    client = boto3.client("s3")
+    files = [
+        (path, f"{key_prefix}/{path.name}")
+        for path in sorted(Path(snapshot.path).iterdir())
+        if path.is_file()
+    ]
     try:
-        for path in sorted(Path(snapshot.path).iterdir()):
-            if path.is_file():
-                client.upload_file(str(path), bucket, f"{key_prefix}/{path.name}")
+        upload_files(s3_client(retry), files, bucket, retry, what="dataset upload")
     except NoCredentialsError as exc:
         raise MissingToolError(
             "no AWS credentials for the upload; set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
             "AWS_SECRET_ACCESS_KEY (for the local environment: `tuneops local up`)"
         ) from exc
+    except S3Unavailable as exc:
+        raise S3Unavailable(f"{exc}; the snapshot is still at {snapshot.path}") from None
     except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
-        raise UserError(f"upload to s3://{bucket}/{key_prefix} failed: {exc}") from exc
+        raise UserError(f"upload to s3://{bucket}/{key_prefix} failed: {describe(exc)}") from exc
     return f"s3://{bucket}/{key_prefix}"
 
 

@@ -6,7 +6,7 @@ Layout (contract 1)::
         train.jsonl  validation.jsonl  test.jsonl  manifest.json  rejects.jsonl  DATACARD.md
     <datasets root>/<name>/LATEST          # the newest snapshot id
 
-The datasets root is ``<cache>/datasets`` unless a config or ``--out`` names another. The
+The datasets root is ``<cache>/datasets`` unless a config or ``--root`` names another. The
 snapshot id is a hash of the three split files' content: the same records give the same id.
 """
 
