@@ -21,6 +21,12 @@ chat and completions with a share of bad requests; goals: no 5xx, every kind ans
 status, the server's RSS grown under 10% from after the warm-up to the end, and its queue,
 running and in-flight gauges back to 0.
 
+Utilization (``bench_utilization``): the CPU features found and the precision with its reason
+come first; this machine's matmul peak is measured before and after the comparison, in the
+servers' dtype and torch thread count (the best counts); for each level the server's model
+FLOP/s (``workloads.models.flops.generation_flops`` of every reply's prompt and completion
+tokens, over the level's wall time) is printed as a fraction of it. Goal: >= 30% at 32.
+
     make bench-serve                      # or: python scripts/bench_serve.py --max-tokens 48
     python scripts/bench_serve.py --soak-only --soak-seconds 30      # the soak alone, shorter
 """
@@ -51,6 +57,7 @@ from bench_serve_report import (
     soak_tables,
 )
 from bench_serve_soak import run_soak
+from bench_utilization import SERVE_GOAL, ReplyFlops, hardware_line, measure_peak, serve_utilization
 
 
 def parse_args() -> argparse.Namespace:
@@ -69,6 +76,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--output", default=None, help="JSON results (default .cache/bench)")
     parser.add_argument("--dtype", default=None, help="float32 or bfloat16 (default: auto)")
+    parser.add_argument(
+        "--peak-size", type=int, default=2048, help="side of the matrices of the matmul peak"
+    )
     parser.add_argument(
         "--set",
         dest="server_set",
@@ -114,7 +124,7 @@ def pick_precision(asked: str | None):
         raise SystemExit(str(exc)) from exc
 
 
-def server_target(openai_url: str, max_tokens: int, headers: dict[str, str]) -> tuple:
+def server_target(openai_url: str, max_tokens: int, headers: dict[str, str], tokens_of=None):
     """The URL asked, the body for a prompt, the output tokens of a reply, the headers."""
     return (
         f"{openai_url}/chat/completions",
@@ -124,12 +134,12 @@ def server_target(openai_url: str, max_tokens: int, headers: dict[str, str]) -> 
             "max_tokens": max_tokens,
             "temperature": 0,
         },
-        lambda r: r["usage"]["completion_tokens"],
+        tokens_of or (lambda r: r["usage"]["completion_tokens"]),
         headers,
     )
 
 
-def sides(baseline_port: int, server, max_tokens: int) -> dict[str, tuple]:
+def sides(baseline_port: int, server, max_tokens: int, flops: ReplyFlops) -> dict[str, tuple]:
     """Per side: the URL asked, the body for a prompt, the output tokens of a reply, headers."""
     return {
         "baseline": (
@@ -138,11 +148,13 @@ def sides(baseline_port: int, server, max_tokens: int) -> dict[str, tuple]:
             lambda r: r["completion_tokens"],
             {},
         ),
-        "server": server_target(server.openai_url, max_tokens, server.headers),
+        "server": server_target(server.openai_url, max_tokens, server.headers, flops.tokens_of),
     }
 
 
-def measure(targets: dict[str, tuple], counts: dict[int, int]) -> dict[str, list[dict]]:
+def measure(
+    targets: dict[str, tuple], counts: dict[int, int], flops: ReplyFlops
+) -> dict[str, list[dict]]:
     """One row per level and side, with both servers up and the sides taking turns."""
     from tqdm import tqdm
 
@@ -154,6 +166,7 @@ def measure(targets: dict[str, tuple], counts: dict[int, int]) -> dict[str, list
     total = 2 * sum(counts.values())
     with tqdm(total=total, desc="requests", unit="req") as bar:
         for level in LEVELS:
+            flops.level = level
             # Each level runs in rounds that alternate between the sides (at least one
             # full wave of `level` requests per round), so both see the same background.
             rounds = max(1, counts[level] // max(level, 2))
@@ -168,11 +181,15 @@ def measure(targets: dict[str, tuple], counts: dict[int, int]) -> dict[str, list
                     parts[side].append(asyncio.run(load))
             for side in targets:
                 results[side].append(merge(parts[side], level))
+    flops.level = None
     return results
 
 
-def run_comparison(args, console, model_dir: str, threads: int, dtype: str, token: str) -> dict:
-    """Start the baseline and the server, measure both, stop them."""
+def run_comparison(
+    args, console, model_dir: str, threads: int, dtype: str, token: str
+) -> tuple[dict, ReplyFlops]:
+    """Start the baseline and the server, measure both, stop them; the results, and the model
+    FLOPs of the server's replies per level."""
     from tuneops.core.process import free_port
     from workloads.serve.process import ServerProcess
 
@@ -191,7 +208,8 @@ def run_comparison(args, console, model_dir: str, threads: int, dtype: str, toke
         wait_ready(f"http://127.0.0.1:{port}/ready", baseline)
         console.print(f"server: tuneops serve --model {args.model} (same dtype and threads)")
         server.start()
-        return measure(sides(port, server, args.max_tokens), counts)
+        flops = ReplyFlops(model_dir)
+        return measure(sides(port, server, args.max_tokens, flops), counts, flops), flops
     finally:
         server.stop()
         baseline.terminate()
@@ -236,12 +254,14 @@ def run_bench(args: argparse.Namespace, console) -> dict:
     threads = cpu_threads(0)
     precision = pick_precision(args.dtype)
     dtype = precision.dtype_name  # given to both sides
-    console.print(f"dtype {dtype}: {precision.reason}")
+    console.print(hardware_line(precision, threads), markup=False)
     token = secrets.token_urlsafe(32)  # the server always runs with a bearer token
-    runs: dict[str, Any] = {"threads": threads, "precision": precision}
-    runs["results"] = (
-        run_comparison(args, console, model_dir, threads, dtype, token) if comparison else None
-    )
+    runs: dict[str, Any] = {"threads": threads, "precision": precision, "results": None}
+    if comparison:
+        peaks = [measure_peak(precision, threads, args.peak_size)]
+        runs["results"], flops = run_comparison(args, console, model_dir, threads, dtype, token)
+        peaks.append(measure_peak(precision, threads, args.peak_size))
+        runs["utilization"] = serve_utilization(runs["results"], flops, max(peaks), dtype)
     runs["abuse"] = None
     if comparison and not args.skip_abuse:
         runs["abuse"] = run_abuse(args, console, model_dir, threads, dtype, token)
@@ -275,6 +295,16 @@ def report(args: argparse.Namespace, console, runs: dict) -> list[tuple[str, str
             print_abuse(console, abuse)
         errors = sum(r["errors"] for side in results.values() for r in side)
         rows += goals(ratios, errors, abuse)
+        for used in runs["utilization"]:
+            console.print(used.line(), markup=False)
+        at32 = runs["utilization"][-1]
+        rows.append(
+            (
+                f"model FLOP/s at {LEVELS[-1]} >= {SERVE_GOAL:.0%} of the matmul peak",
+                f"{at32.fraction:.1%}",
+                at32.met,
+            )
+        )
     if soak is not None:
         for table in soak_tables(soak):
             console.print(table)
@@ -311,6 +341,7 @@ def main() -> int:
             "threads": runs["threads"],
             "dtype": precision.dtype_name,
             "dtype_reason": precision.reason,
+            "utilization": [u.to_json() for u in runs.get("utilization", [])],
             "max_tokens": args.max_tokens,
             "server_overrides": args.server_set,
             "goal_met": met,

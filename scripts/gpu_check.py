@@ -1,4 +1,4 @@
-"""GPU check: a bf16 LoRA fine-tune of the embedded model with the project's trainer, then the
+"""GPU check: a LoRA fine-tune of the embedded model with the project's trainer, then the
 project's engine on CUDA against one ``generate()`` per request, at concurrency 1 and 32.
 
 On a machine with a CUDA GPU (and torch, transformers, peft and accelerate installed), with
@@ -9,7 +9,8 @@ nothing downloaded at run time:
    goes first on ``sys.path`` (the machine's own environment is left as it is);
 2. a snapshot of the shipped troubleshooting corpus is written (``gpu_check_steps``), and
    ``run_training`` fine-tunes ``embedded:smollm2-135m-instruct`` with LoRA for ``--steps``
-   steps in bf16 (MLflow tracking into a local file store), merging the adapter;
+   steps in the precision ``auto`` picks (bf16 on GPUs with bf16 units, fp16 on older ones;
+   MLflow tracking into a local file store), merging the adapter;
 3. the merged model is loaded with ``load_model`` and served by ``workloads.serve.engine``;
    closed-loop clients measure output tokens/s at concurrency 1 and 32, then the same model
    answers the same prompts with one ``model.generate`` per request (concurrent calls on a
@@ -91,7 +92,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     parser.add_argument("--steps", type=int, default=100, help="LoRA optimizer steps")
     parser.add_argument(
-        "--precision", default=None, help="training precision (default: bf16 on cuda, auto on cpu)"
+        "--precision",
+        default="auto",
+        help="training precision: auto (what the hardware runs natively), bf16, fp16 or fp32",
     )
     parser.add_argument("--max-tokens", type=int, default=None, help="default: 64 cuda, 8 cpu")
     parser.add_argument(
@@ -113,7 +116,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--list-wheels", action="store_true", help="print the pins, then stop")
     args = parser.parse_args(argv)
     cuda = args.device == "cuda"
-    args.precision = args.precision or ("bf16" if cuda else "auto")
     args.max_tokens = args.max_tokens or (64 if cuda else 8)
     args.requests = args.requests or ((8, 64) if cuda else (2, 32))
     return args

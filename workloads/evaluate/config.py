@@ -31,6 +31,7 @@ class GenerationConfig(StrictModel):
     repetition_penalty: float = Field(default=1.0, gt=0)
     threads: int | None = Field(default=None, ge=1)
     cpu_prepack: bool = True
+    answer_cache: bool = True
     endpoint_concurrency: int = Field(default=4, ge=1)
     endpoint_timeout_s: float = Field(default=120.0, gt=0)
     endpoint_api_key_env: str = "TUNEOPS_EVAL_API_KEY"

@@ -52,19 +52,32 @@ class LocalGenerator:
 
         from workloads.models.load import load_model
 
-        self.label = ref
-        self.config = config
         if config.threads:
             torch.set_num_threads(config.threads)
         loaded = load_model(
             ref, dtype=config.dtype, prepack=config.cpu_prepack, tracking_uri=tracking_uri
         )
-        self.model, self.tokenizer = loaded.model, loaded.tokenizer
-        self.precision = str(loaded.dtype).removeprefix("torch.")
-        self.precision_reason = loaded.precision_reason
-        log.info("%s in %s: %s", ref, self.precision, self.precision_reason)
+        precision = str(loaded.dtype).removeprefix("torch.")
+        self._setup(ref, config, loaded.model, loaded.tokenizer, precision, loaded.precision_reason)
+
+    @classmethod
+    def from_model(
+        cls, label: str, config: GenerationConfig, model, tokenizer, precision: str, reason: str
+    ) -> LocalGenerator:
+        """A generator over a model already in memory (training asks its own model)."""
+        generator = cls.__new__(cls)
+        generator._setup(label, config, model, tokenizer, precision, reason)
+        return generator
+
+    def _setup(self, label, config, model, tokenizer, precision: str, reason: str) -> None:
+        self.label = label
+        self.config = config
+        self.model, self.tokenizer = model, tokenizer
+        self.precision = precision
+        self.precision_reason = reason
+        log.info("%s in %s: %s", label, self.precision, self.precision_reason)
         if self.tokenizer.chat_template is None:
-            raise UserError(f"model {ref} has no chat template; evaluation needs one")
+            raise UserError(f"model {label} has no chat template; evaluation needs one")
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token

@@ -46,9 +46,16 @@ def _record(item: dict[str, Any], gen: Generation, label: str) -> dict[str, Any]
     return rec
 
 
-def evaluate_model(model: PlannedModel, items: Items, config: EvalConfig) -> ModelEval:
-    """Generate and score every item with one model, loaded by its pinned reference."""
-    started = time.perf_counter()
+def _generate(model: PlannedModel, prompts: list, config: EvalConfig):
+    """Every answer of one model: ``(answers, dtype, why, note or None)``, from the answer
+    cache where the model cannot have changed."""
+    from workloads.evaluate.answer_cache import AnswerCache
+
+    cache = AnswerCache.for_model(model.load_ref, config.generation, prompts)
+    stored = cache.load() if cache is not None else None
+    if stored is not None:
+        note = f"{model.label}: answers reused from {cache.path} (same weights, prompts, settings)"
+        return (*stored, note)
     generator = open_generator(
         model.load_ref,
         config.generation,
@@ -56,10 +63,24 @@ def evaluate_model(model: PlannedModel, items: Items, config: EvalConfig) -> Mod
         tracking_uri=tracking_uri(config),
     )
     try:
-        with tqdm(total=len(items.records), desc=f"eval {model.label}", unit="answer") as bar:
-            gens = generator.generate([r["prompt"] for r in items.records], progress=bar.update)
+        with tqdm(total=len(prompts), desc=f"eval {model.label}", unit="answer") as bar:
+            gens = generator.generate(prompts, progress=bar.update)
     finally:
         generator.close()
+    if cache is not None:
+        cache.save(gens, generator.precision, generator.precision_reason)
+    return gens, generator.precision, generator.precision_reason, None
+
+
+def evaluate_model(
+    model: PlannedModel, items: Items, config: EvalConfig, notes: list[str] | None = None
+) -> ModelEval:
+    """Generate and score every item with one model, loaded by its pinned reference."""
+    started = time.perf_counter()
+    prompts = [r["prompt"] for r in items.records]
+    gens, dtype, reason, note = _generate(model, prompts, config)
+    if note and notes is not None:
+        notes.append(note)
     records = [
         _record(item, gen, model.label) for item, gen in zip(items.records, gens, strict=True)
     ]
@@ -70,8 +91,8 @@ def evaluate_model(model: PlannedModel, items: Items, config: EvalConfig) -> Mod
         records,
         {},
         time.perf_counter() - started,
-        dtype=generator.precision,
-        precision_reason=generator.precision_reason,
+        dtype=dtype,
+        precision_reason=reason,
     )
 
 
@@ -123,7 +144,7 @@ def run_eval(
     judge = Judge(config.judge) if config.judge.enabled else None
     plan = [candidate, *plan_baselines(baselines, client, run_id, notes)]
 
-    evals = [evaluate_model(planned, items, config) for planned in plan]
+    evals = [evaluate_model(planned, items, config, notes) for planned in plan]
     if judge is not None:
         _judge(judge, evals)
     splits = [s for s in config.splits if items.count(s)]
