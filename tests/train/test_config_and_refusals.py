@@ -16,7 +16,10 @@ def test_shipped_config_and_overlays_validate():
     assert base.method == "lora" and base.data.packing and base.data.loss_on == "assistant"
     assert load_train_config(env="dev").method == "qlora"
     prod = load_train_config(env="prod")
-    assert prod.distributed.strategy == "fsdp" and prod.precision == "bf16"
+    assert prod.distributed.strategy == "fsdp" and prod.precision == "auto"
+    # The CPU default adapts the top layers; the GPU overlays every layer.
+    assert base.lora.top_layers == 8 and prod.lora.top_layers is None
+    assert prod.eval.recall_questions is None  # FSDP shards the model the probe would ask
 
 
 @pytest.mark.parametrize(
@@ -33,6 +36,9 @@ def test_shipped_config_and_overlays_validate():
         ("precision=fp8", "precision"),
         ("lora.rank=8", "lora.rank: Extra inputs are not permitted"),
         ("run_name=../escape", "run_name"),
+        ("lora.top_layers=0", "lora.top_layers: Input should be greater than 0"),
+        ("eval.keep_best=recall", "keep_best recall needs recall_questions"),
+        ("eval.keep_best=best", "eval.keep_best: Input should be 'none', 'loss' or 'recall'"),
     ],
 )
 def test_bad_values_name_the_field(override, fragment):

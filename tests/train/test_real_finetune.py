@@ -20,7 +20,7 @@ def _assert_run_is_complete(result, mlflow_uri: str, model_dir: Path, db_dir: Pa
     client = MlflowClient(mlflow_uri)
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.params["method"] == "lora" and run.data.params["lora.r"] == "16"
+    assert run.data.params["method"] == "lora" and run.data.params["lora.r"] == "64"
     assert run.data.params["resolved_precision"] == result.extra["precision"]
     assert run.data.params["precision_reason"] == result.extra["precision_reason"]
     assert run.data.tags["tuneops.dataset_snapshot"] == "testset/snap1"
@@ -95,3 +95,36 @@ def test_short_real_finetune_learns_logs_and_loads(
     tokenizer = AutoTokenizer.from_pretrained(resolved)
     assert "{% generation %}" not in tokenizer.chat_template  # the user-facing template
     _assert_it_ends_its_answer(model, tokenizer, snapshot_dir)
+
+
+def test_a_run_tracked_later_logs_what_a_tracked_run_logs(
+    tiny_model_dir, snapshot_dir, tmp_path, mlflow_uri
+):
+    """Trained before any MLflow server exists, then published: the same run, complete."""
+    from mlflow import MlflowClient
+
+    cfg = config_for(
+        tiny_model_dir,
+        snapshot_dir,
+        tmp_path / "run",
+        f"tracking.uri=sqlite:///{tmp_path / 'unused.db'}",
+        "optim.max_steps=6",
+        "checkpoint.every_steps=0",
+    )
+    result = run_training(cfg, track_later=True)
+    assert result.run_id is None and result.pending is not None
+    assert not (tmp_path / "unused.db").exists()  # nothing was tracked meanwhile
+    buffered = result.pending.buffer
+    run_id = result.pending.publish(mlflow_uri)
+    assert result.run_id == run_id
+    _assert_run_is_complete(result, mlflow_uri, tiny_model_dir, tmp_path)
+    client = MlflowClient(mlflow_uri)
+    run = client.get_run(run_id)
+    assert run.info.start_time == buffered.started_ms
+    assert run.data.tags["mlflow.runName"] == result.run_name
+    losses = client.get_metric_history(run_id, "loss")
+    kept = [(step, values["loss"]) for step, _, values in buffered.entries if "loss" in values]
+    assert sorted((m.step, m.value) for m in losses) == kept
+    state = json.loads((result.output_dir / "run_state.json").read_text())
+    assert state["run_id"] == run_id
+    assert json.loads((result.output_dir / "result.json").read_text())["run_id"] == run_id

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -50,6 +49,33 @@ def _result(out: Path) -> dict:
     return json.loads((out / "result.json").read_text())
 
 
+def _kill_inside_a_checkpoint_write(
+    proc: subprocess.Popen, ckpts: Path, first: int
+) -> tuple[Path, list[str]]:
+    """SIGKILL ``proc`` while the Trainer writes a checkpoint (``first`` or a later one): once
+    the first file of its folder (the adapter weights) appears, the process is stopped
+    (SIGSTOP) and killed if the completion marker is not there yet; otherwise it goes on
+    (SIGCONT) to the next save. Returns the half-written folder and the files it held."""
+    step, deadline = first, time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        target = ckpts / f"checkpoint-{step}"
+        if not (target / "adapter_model.safetensors").exists():
+            time.sleep(0.001)
+            continue
+        proc.send_signal(signal.SIGSTOP)
+        if (target / "tuneops-complete.json").exists():  # the write ended first: the next one
+            proc.send_signal(signal.SIGCONT)
+            step += 5
+            continue
+        files = sorted(str(p.relative_to(target)) for p in target.rglob("*"))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return target, files
+    proc.kill()
+    proc.wait()
+    raise AssertionError(f"no checkpoint write from checkpoint-{first} on could be caught")
+
+
 @pytest.mark.e2e
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_model_dir, snapshot_dir, tmp_path):
     env = _env(tmp_path)
@@ -63,28 +89,26 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_model_dir, snaps
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    marker = killed / "checkpoints" / "checkpoint-10" / "tuneops-complete.json"
-    deadline = time.monotonic() + 300
-    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    half, files = _kill_inside_a_checkpoint_write(proc, killed / "checkpoints", first=15)
+    assert proc.returncode == -signal.SIGKILL
+    assert "adapter_model.safetensors" in files and "tuneops-complete.json" not in files
+    assert not (half / "tuneops-complete.json").exists()
     assert not (killed / "result.json").exists()
-    # A half-written newer checkpoint (as a kill mid-save leaves) must be ignored.
-    ckpts = killed / "checkpoints"
-    newest = max(ckpts.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    half = ckpts / f"checkpoint-{int(newest.name.split('-')[1]) + 5}"
-    shutil.copytree(newest, half)
-    (half / "tuneops-complete.json").unlink()
-    (half / "optimizer.pt").write_bytes(b"truncated")
+    complete = half.with_name(f"checkpoint-{int(half.name.split('-')[1]) - 5}")
+    assert (complete / "tuneops-complete.json").is_file()
 
-    subprocess.run(
-        [*TUNEOPS, *_args(tiny_model_dir, snapshot_dir, killed), "--resume"], env=env, check=True
+    resume = subprocess.run(
+        [*TUNEOPS, *_args(tiny_model_dir, snapshot_dir, killed), "--resume"],
+        env=env,
+        capture_output=True,
+        text=True,
     )
+    assert resume.returncode == 0, resume.stderr[-3000:]
+    # The newest complete checkpoint is used; the half-written one (files written before the
+    # kill: see `files`) is removed before training goes on, then written again in full.
+    assert f"removing incomplete checkpoint {half}" in resume.stderr, files
+    assert _result(killed)["resumed_from"] == str(complete)
     first, resumed = _result(straight), _result(killed)
-    assert resumed["resumed_from"] is not None
-    assert int(Path(resumed["resumed_from"]).name.split("-")[1]) >= 10
     assert resumed["global_step"] == first["global_step"] == 40
     assert resumed["final_loss"] == pytest.approx(first["final_loss"], rel=1e-3)
     assert resumed["eval_loss_after"] == pytest.approx(first["eval_loss_after"], rel=1e-3)

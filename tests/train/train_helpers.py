@@ -15,6 +15,7 @@ def config_for(model_dir: Path, snapshot: Path, out: Path, *extra: str):
             f"output_dir={out}",
             f"tracking.uri=sqlite:///{out.parent / 'mlflow.db'}",
             "data.max_length=256",
+            "eval.recall_questions=null",  # tests that want the development questions say so
             *extra,
         ]
     )

@@ -54,18 +54,31 @@ def load_base(cfg: TrainConfig, model_dir: Path, precision: str, cuda: bool):
     return AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
 
 
-def peft_config(cfg: TrainConfig):
+def peft_config(cfg: TrainConfig, num_layers: int):
     from peft import LoraConfig
+
+    from workloads.train.frozen_layers import top_layer_indices
 
     return LoraConfig(
         r=cfg.lora.r,
         lora_alpha=cfg.lora.alpha,
         lora_dropout=cfg.lora.dropout,
         target_modules=cfg.lora.target_modules,
+        layers_to_transform=top_layer_indices(num_layers, cfg.lora.top_layers),
         use_dora=cfg.method == "dora",
         bias="none",
         task_type="CAUSAL_LM",
     )
+
+
+def replay_frozen_layers(cfg: TrainConfig, model):
+    """Store the frozen layers' output per row where it is safe: not with gradient
+    checkpointing (its replay needs inputs that require grad) nor under FSDP (sharded layers)."""
+    from workloads.train.frozen_layers import install_frozen_prefix
+
+    if cfg.gradient_checkpointing or cfg.distributed.strategy == "fsdp":
+        return None
+    return install_frozen_prefix(model, cfg.lora.top_layers, cfg.lora.frozen_cache_mb)
 
 
 def uses_selected_logits(cfg: TrainConfig, cuda: bool) -> bool:
@@ -84,6 +97,7 @@ def build_trainer(
     counters,
     tracker: Any = None,
     checkpoint_uri: str | None = None,
+    threads: Any = None,
 ):
     """The ``CountingSFTTrainer`` for ``cfg``, ready to ``train()``; ``precision`` is bf16,
     fp16 or fp32 (``workloads.train.preflight.train_precision``)."""
@@ -107,17 +121,28 @@ def build_trainer(
     args = build_sft_config(cfg, runtime)
     model = load_base(cfg, model_dir, precision, cuda)
     try:
-        return CountingSFTTrainer(
+        trainer = CountingSFTTrainer(
             model=model,
             args=args,
             train_dataset=Dataset.from_list(train_rows),
             eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
             processing_class=tokenizer,
-            peft_config=peft_config(cfg),
-            callbacks=make_callbacks(counters, tracker, checkpoint_uri),
+            peft_config=peft_config(cfg, model.config.num_hidden_layers),
+            callbacks=make_callbacks(
+                counters, tracker, checkpoint_uri, threads, cfg.checkpoint.upload_retry
+            ),
             counters=counters,
             selected_logits=uses_selected_logits(cfg, cuda),
             original_chat_template=original_template,
         )
     except ValueError as exc:
         raise UserError(f"cannot prepare training: {exc}") from exc
+    trainer.frozen_prefix = replay_frozen_layers(cfg, trainer.model)
+    if cfg.eval.recall_questions:
+        from workloads.train.recall import RecallProbe
+
+        trainer.recall_probe = RecallProbe(
+            cfg.eval.recall_questions, cfg.eval.recall_limit, model_dir, precision
+        )
+        trainer.recall_every = cfg.eval.recall_at == "every"
+    return trainer

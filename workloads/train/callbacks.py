@@ -5,7 +5,9 @@ Imports ``transformers`` at the top: import this module only where training happ
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,10 @@ from typing import Any
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
+from workloads.data.s3_retry import S3Retry, S3Unavailable
 from workloads.train import checkpoints
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -26,6 +31,7 @@ class Counters:
     last_loss: float | None = None
     history: list[tuple[int, float]] = field(default_factory=list)
     eval_history: list[tuple[int, float]] = field(default_factory=list)
+    recall_history: list[tuple[int, float]] = field(default_factory=list)
 
     def restart_clock(self) -> None:
         self.t0 = time.perf_counter()
@@ -62,12 +68,21 @@ class Progress(TrainerCallback):
 
 
 class Metrics(TrainerCallback):
-    """Throughput into the logs; every log line to MLflow; markers on finished saves."""
+    """Throughput into the logs; every log line to MLflow; markers on finished saves, then the
+    S3 copy (a copy that fails after its retries is one warning line: the checkpoint stays
+    local and training goes on)."""
 
-    def __init__(self, counters: Counters, tracker: Any = None, checkpoint_uri: str | None = None):
+    def __init__(
+        self,
+        counters: Counters,
+        tracker: Any = None,
+        checkpoint_uri: str | None = None,
+        upload_retry: S3Retry | None = None,
+    ):
         self.counters = counters
         self.tracker = tracker
         self.checkpoint_uri = checkpoint_uri
+        self.upload_retry = upload_retry
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is None:
@@ -82,6 +97,8 @@ class Metrics(TrainerCallback):
             counters.history.append((state.global_step, float(logs["loss"])))
         if "eval_loss" in logs:
             counters.eval_history.append((state.global_step, float(logs["eval_loss"])))
+        if "eval_key_fact_recall" in logs:
+            counters.recall_history.append((state.global_step, float(logs["eval_key_fact_recall"])))
         if state.is_world_process_zero and self.tracker is not None:
             self.tracker.log_metrics(logs, step=state.global_step)
 
@@ -96,10 +113,42 @@ class Metrics(TrainerCallback):
         if path.is_dir():
             checkpoints.mark_complete(path, state.global_step)
             if self.checkpoint_uri:
-                checkpoints.upload(path, self.checkpoint_uri)
+                try:
+                    checkpoints.upload(path, self.checkpoint_uri, self.upload_retry)
+                except S3Unavailable as exc:
+                    log.warning("%s; %s stays local only, training goes on", exc, path)
+
+
+class Threads(TrainerCallback):
+    """Sets torch's CPU threads before every step to what ``wanted()`` says (None: as at the
+    start). A caller that shares the CPU for a while (the demo, while its infrastructure
+    applies) asks for fewer; results do not depend on the count (the numbers are the same)."""
+
+    def __init__(self, wanted: Callable[[], int | None]) -> None:
+        import torch
+
+        self.wanted = wanted
+        self.default = torch.get_num_threads()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        import torch
+
+        threads = self.wanted() or self.default
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        import torch
+
+        torch.set_num_threads(self.default)
 
 
 def make_callbacks(
-    counters: Counters, tracker: Any = None, checkpoint_uri: str | None = None
+    counters: Counters,
+    tracker: Any = None,
+    checkpoint_uri: str | None = None,
+    threads: Callable[[], int | None] | None = None,
+    upload_retry: S3Retry | None = None,
 ) -> list[TrainerCallback]:
-    return [Metrics(counters, tracker, checkpoint_uri), Progress()]
+    callbacks = [Metrics(counters, tracker, checkpoint_uri, upload_retry), Progress()]
+    return [*callbacks, Threads(threads)] if threads else callbacks

@@ -12,7 +12,9 @@ from tuneops.core.config import StrictModel, apply_overrides, load_config, valid
 from tuneops.core.errors import UserError
 from tuneops.core.paths import CONFIG_DIR
 from tuneops.core.tracking import TrackingConfig
+from workloads.data.s3_retry import S3Retry
 from workloads.models.refs import DEFAULT_MODEL
+from workloads.train.metric_outbox import MetricRetry
 from workloads.train.trl_args import PROJECT_DEFAULTS, check_trl_section
 
 DEFAULT_CONFIG = CONFIG_DIR / "train" / "default.yaml"
@@ -25,6 +27,11 @@ class LoraConfig(StrictModel):
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], min_length=1
     )
+    # Adapters on the last N decoder layers only (None: every layer); the layers below are
+    # frozen and their output per row is computed once (workloads/train/frozen_layers.py).
+    top_layers: int | None = Field(None, gt=0)
+    # Memory for those stored outputs (0: recompute them at every visit).
+    frozen_cache_mb: int = Field(1024, ge=0)
 
 
 class DataConfig(StrictModel):
@@ -59,6 +66,8 @@ class CheckpointConfig(StrictModel):
     every_steps: int = Field(25, ge=0)
     keep: int = Field(2, ge=1)
     uri: str | None = None
+    # Tries and timeouts of the S3 copy (workloads/data/s3_retry.py).
+    upload_retry: S3Retry = Field(default_factory=S3Retry)
 
     @field_validator("uri")
     @classmethod
@@ -71,7 +80,27 @@ class CheckpointConfig(StrictModel):
 
 
 class EvalConfig(StrictModel):
+    # Validation loss every N optimizer steps (0: not by steps; over every_epoch when set).
     every_steps: int = Field(0, ge=0)
+    # Validation loss at the end of every epoch (when every_steps is 0).
+    every_epoch: bool = False
+    # Development questions (benchmark format) scored by key-fact recall
+    # (workloads/train/recall.py); None: not asked. recall_at: end (once, after training) or
+    # every (at every evaluation, the start included).
+    recall_questions: str | None = None
+    recall_limit: int | None = Field(None, gt=0)
+    recall_at: Literal["end", "every"] = "end"
+    # Keep the weights of the best evaluation, saving a checkpoint at each (transformers'
+    # load_best_model_at_end): none, loss (lowest validation loss), recall (highest recall).
+    keep_best: Literal["none", "loss", "recall"] = "none"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EvalConfig:
+        if self.keep_best != "none" and not (self.every_steps or self.every_epoch):
+            raise ValueError("keep_best needs evaluations: set every_epoch or every_steps")
+        if self.keep_best == "recall" and not (self.recall_questions and self.recall_at == "every"):
+            raise ValueError("keep_best recall needs recall_questions with recall_at: every")
+        return self
 
 
 class DistributedConfig(StrictModel):
@@ -81,6 +110,8 @@ class DistributedConfig(StrictModel):
 class TrainTracking(TrackingConfig):
     experiment: str = Field("tuneops-train", min_length=1)
     log_model: bool = True
+    # A tracking server that stops answering (workloads/train/metric_outbox.py).
+    retry: MetricRetry = Field(default_factory=MetricRetry)
 
 
 class TrainConfig(StrictModel):

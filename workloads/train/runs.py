@@ -38,6 +38,7 @@ class TrainRun:
     resume_from: str | None = None
     config_source: str | None = None
     tracker: Any = None  # workloads.train.tracking.Tracker on rank 0, else None
+    threads: Any = None  # () -> CPU threads for the next step (None: as at the start)
 
     @property
     def ckpt_dir(self) -> Path:
@@ -93,13 +94,16 @@ def resolve_output(
     return name, runs_root() / name
 
 
-def find_resume_point(ckpt_dir: Path, remote: str | None, is_main: bool) -> str | None:
-    """The newest valid checkpoint (local or the S3 copy), chosen on rank 0 for every rank."""
+def find_resume_point(
+    ckpt_dir: Path, remote: str | None, is_main: bool, retry: Any = None
+) -> str | None:
+    """The newest valid checkpoint (local or the S3 copy), chosen on rank 0 for every rank;
+    ``retry`` (``checkpoint.upload_retry``) governs the S3 listing and download."""
     from workloads.train import checkpoints
 
     resume_from = None
     if is_main:
-        found = checkpoints.find_resume_point(ckpt_dir, remote)
+        found = checkpoints.find_resume_point(ckpt_dir, remote, retry)
         resume_from = str(found) if found else None
     resume_from = broadcast(resume_from)
     if resume_from is None:

@@ -29,6 +29,9 @@ class CountingSFTTrainer(SFTTrainer):
         **kwargs,
     ):
         self.counters = counters
+        self.frozen_prefix = None  # workloads.train.frozen_layers.FrozenPrefix, when in use
+        self.recall_probe = None  # workloads.train.recall.RecallProbe, when asked for
+        self.recall_every = False  # ask it at every evaluation (else once, after training)
         self.selected_logits = selected_logits
         self.original_chat_template = original_chat_template
         super().__init__(*args, **kwargs)
@@ -41,6 +44,19 @@ class CountingSFTTrainer(SFTTrainer):
             self.counters.examples += int(inputs["input_ids"].shape[0])
             self.counters.tokens += int(inputs["attention_mask"].sum())
         return super().training_step(model, inputs, *args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        """The validation loss, and the development questions' key-fact recall when asked."""
+        metrics = super().evaluate(*args, **kwargs)
+        if self.recall_probe is not None and self.recall_every:
+            metrics.update(self.ask_recall())
+        return metrics
+
+    def ask_recall(self) -> dict[str, float]:
+        """The development questions' key-fact recall of the weights as they are, logged."""
+        recall = self.recall_probe(self.model)
+        self.log(recall)
+        return recall
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not self.selected_logits or return_outputs:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +58,14 @@ class TrainResult:
     is_main: bool = True
     resumed_from: str | None = None
     skipped_records: int = 0
+    best_step: int | None = None  # with eval.keep_best: the step whose weights were kept
     extra: dict[str, Any] = field(default_factory=dict)
+    # With track_later: the MLflow run still to write (track_later.PendingRun).
+    pending: Any = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "pending"}
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}
 
 
 @dataclass
@@ -71,6 +76,10 @@ class Fit:
     eval_before: float | None
     eval_after: float | None
     divergence: float
+    best_step: int | None = None  # the step whose weights were kept (eval.keep_best)
+    history: list[tuple[int, float]] = field(default_factory=list)  # (step, validation loss)
+    recall: list[tuple[int, float]] = field(default_factory=list)  # (step, validation recall)
+    frozen: dict[str, int] | None = None  # what the frozen layers' store did (frozen_layers)
 
 
 def run_training(
@@ -79,9 +88,18 @@ def run_training(
     resume: bool = False,
     output: Path | None = None,
     config_source: str | None = None,
+    track_later: bool = False,
+    threads: Callable[[], int | None] | None = None,
 ) -> TrainResult:
-    """Fine-tune ``cfg.base_model`` on ``cfg.dataset``; see contract 3 for the outputs."""
+    """Fine-tune ``cfg.base_model`` on ``cfg.dataset``; see contract 3 for the outputs.
+
+    ``track_later``: nothing goes to MLflow while training; ``result.pending.publish(uri)``
+    logs the whole run afterwards (``workloads/train/track_later.py``). Not with ``resume``.
+    ``threads``: asked before every step for the CPU threads to use (None: all).
+    """
     preflight(cfg)  # before anything heavy is loaded
+    if track_later and resume:
+        raise UserError("a run tracked later cannot resume: resume needs its MLflow run")
 
     import torch
     from accelerate import PartialState
@@ -92,7 +110,12 @@ def run_training(
         log.info("precision %s: %s", precision.short, precision.reason)
     run = plan_run(cfg, precision, state, resume=resume, output=output)
     run.config_source = config_source
-    if run.is_main:
+    run.threads = threads
+    if run.is_main and track_later:
+        from workloads.train.track_later import BufferedTracker
+
+        run.tracker = BufferedTracker()
+    elif run.is_main:
         open_tracker(run, resume=resume)
     try:
         result = train(run)
@@ -102,6 +125,10 @@ def run_training(
         raise
     if run.tracker is not None:
         run.tracker.close()
+    if track_later and run.is_main:
+        from workloads.train.track_later import PendingRun
+
+        result.pending = PendingRun(run, result, run.tracker)
     return result
 
 
@@ -118,7 +145,9 @@ def plan_run(
     remote = f"{cfg.checkpoint.uri.rstrip('/')}/{run_name}" if cfg.checkpoint.uri else None
     resume_from = None
     if resume:
-        resume_from = find_resume_point(out_dir / CHECKPOINTS, remote, state.is_main_process)
+        resume_from = find_resume_point(
+            out_dir / CHECKPOINTS, remote, state.is_main_process, cfg.checkpoint.upload_retry
+        )
     with state.main_process_first():
         model_dir = workloads.models.resolve_model(cfg.base_model, tracking_uri=cfg.tracking.uri)
     return TrainRun(
@@ -167,15 +196,18 @@ def train(run: TrainRun) -> TrainResult:
         counters=counters,
         tracker=run.tracker,
         checkpoint_uri=run.remote,
+        threads=run.threads,
     )
-    if run.tracker is not None:
+    live = run.tracker is not None and run.tracker.live
+    if live:
         tracking.log_run_start(run)
     fit = fit_model(run, trainer, counters)
     if run.is_main:
         save_outputs(run, trainer, counters)
     result = make_result(run, trainer.state.global_step, counters, fit)
-    if run.tracker is not None:
+    if live:
         tracking.log_run_end(run, result)
+    if run.tracker is not None:
         atomic_write_json(run.out_dir / "result.json", result.to_json())
     barrier()
     return result
@@ -194,9 +226,21 @@ def fit_model(run: TrainRun, trainer, counters) -> Fit:
     except ValueError as exc:
         raise UserError(f"training stopped: {exc}") from exc
     seconds = time.perf_counter() - counters.t0
+    prefix = trainer.frozen_prefix
+    if prefix is not None:
+        log.info(prefix.summary())
     eval_before = counters.eval_history[0][1] if trainer.args.eval_on_start else None
+    history = list(counters.eval_history)  # during training; below: the weights kept
+    every, trainer.recall_every = trainer.recall_every, False  # in the history already
     eval_after = float(trainer.evaluate()["eval_loss"]) if has_eval else None
-    return Fit(seconds, eval_before, eval_after, rank_divergence(trainer.model))
+    if trainer.recall_probe is not None and not every:
+        trainer.ask_recall()  # once, of the weights kept
+    recall = list(counters.recall_history)
+    best = trainer.state.best_model_checkpoint if trainer.args.load_best_model_at_end else None
+    best_step = int(Path(best).name.rsplit("-", 1)[-1]) if best else None
+    divergence = rank_divergence(trainer.model)
+    frozen = prefix.stats() if prefix is not None else None
+    return Fit(seconds, eval_before, eval_after, divergence, best_step, history, recall, frozen)
 
 
 def make_result(run: TrainRun, step: int, counters, fit: Fit) -> TrainResult:
@@ -219,7 +263,11 @@ def make_result(run: TrainRun, step: int, counters, fit: Fit) -> TrainResult:
         is_main=run.is_main,
         resumed_from=run.resume_from,
         skipped_records=len(run.splits.skipped),
+        best_step=fit.best_step,
         extra={
+            "eval_history": fit.history,
+            "recall_history": fit.recall,
+            "frozen_layers": fit.frozen,
             "rank_divergence": fit.divergence,
             "precision": run.precision.short,
             "precision_reason": run.precision.reason,
@@ -232,8 +280,16 @@ def summary_line(result: TrainResult) -> str:
     if result.eval_loss_after is not None:
         before = f"{result.eval_loss_before:.3f} -> " if result.eval_loss_before else ""
         ev = f", val loss {before}{result.eval_loss_after:.3f}"
+        if result.best_step is not None:
+            ev += f" (the best evaluation, step {result.best_step}, kept)"
     return (
         f"trained {result.run_name}: {result.global_step} steps in {result.train_seconds:.0f} s"
         f" ({result.examples_per_s:.2f} ex/s){ev}; mlflow run {result.run_id}; "
-        f"merged model {result.merged_dir}; adapter {result.adapter_dir}"
+        f"merged model {result.merged_dir}; adapter {result.adapter_dir}{_precision_note(result)}"
     )
+
+
+def _precision_note(result: TrainResult) -> str:
+    """``; precision bf16 (why)`` when the result records the choice."""
+    chosen = result.extra.get("precision")
+    return f"; precision {chosen} ({result.extra.get('precision_reason')})" if chosen else ""

@@ -63,8 +63,11 @@ SECTION_ARGS: dict[str, str] = {
     "save_strategy": "checkpoint.every_steps",
     "save_steps": "checkpoint.every_steps",
     "save_total_limit": "checkpoint.keep",
-    "eval_strategy": "eval.every_steps",
+    "eval_strategy": "eval.every_steps / eval.every_epoch",
     "eval_steps": "eval.every_steps",
+    "load_best_model_at_end": "eval.keep_best",
+    "metric_for_best_model": "eval.keep_best",
+    "greater_is_better": "eval.keep_best",
     "max_length": "data.max_length",
     "packing": "data.packing",
     "padding_free": "data.packing",
@@ -116,8 +119,9 @@ class SFTRuntime:
 def sft_arguments(cfg: TrainConfig, run: SFTRuntime) -> dict[str, Any]:
     """The ``SFTConfig`` keyword arguments: the ``trl:`` section, then the typed sections
     (``SECTION_ARGS``), then the run's facts (``RUNTIME_ARGS``)."""
-    save = cfg.checkpoint.every_steps > 0
-    evals = run.has_eval and cfg.eval.every_steps > 0
+    evals = run.has_eval and (cfg.eval.every_steps > 0 or cfg.eval.every_epoch)
+    eval_strategy = ("steps" if cfg.eval.every_steps else "epoch") if evals else "no"
+    best = evals and cfg.eval.keep_best != "none"
     args = dict(cfg.trl)
     args.update(
         per_device_train_batch_size=cfg.optim.batch_size,
@@ -133,16 +137,22 @@ def sft_arguments(cfg: TrainConfig, run: SFTRuntime) -> dict[str, Any]:
         gradient_checkpointing=cfg.gradient_checkpointing,
         seed=cfg.seed,
         data_seed=cfg.seed,
-        save_strategy="steps" if save else "no",
-        save_steps=cfg.checkpoint.every_steps if save else 500,
+        **_save_arguments(cfg, eval_strategy if best else None),
         save_total_limit=cfg.checkpoint.keep,
-        eval_strategy="steps" if evals else "no",
-        eval_steps=cfg.eval.every_steps if evals else None,
+        eval_strategy=eval_strategy,
+        eval_steps=cfg.eval.every_steps if eval_strategy == "steps" else None,
         max_length=cfg.data.max_length,
         packing=cfg.data.packing,
         padding_free=cfg.data.packing,
         assistant_only_loss=run.assistant_only,
     )
+    if best:
+        recall = cfg.eval.keep_best == "recall"
+        args.update(
+            load_best_model_at_end=True,
+            metric_for_best_model="eval_key_fact_recall" if recall else "eval_loss",
+            greater_is_better=recall,
+        )
     if cfg.distributed.strategy == "fsdp":
         args["fsdp"] = "full_shard auto_wrap"
         args["fsdp_config"] = {"use_orig_params": True, "activation_checkpointing": False}
@@ -155,6 +165,20 @@ def sft_arguments(cfg: TrainConfig, run: SFTRuntime) -> dict[str, Any]:
         ddp_find_unused_parameters=False if run.world > 1 else None,
     )
     return args
+
+
+def _save_arguments(cfg: TrainConfig, best_strategy: str | None) -> dict[str, Any]:
+    """Checkpoints every ``checkpoint.every_steps``; when the best evaluation is kept, at every
+    evaluation instead (transformers saves where it evaluates to keep the best)."""
+    if best_strategy == "epoch":
+        return {"save_strategy": "epoch", "save_steps": 500}
+    if best_strategy == "steps":
+        return {"save_strategy": "steps", "save_steps": cfg.eval.every_steps}
+    save = cfg.checkpoint.every_steps > 0
+    return {
+        "save_strategy": "steps" if save else "no",
+        "save_steps": cfg.checkpoint.every_steps if save else 500,
+    }
 
 
 def build_sft_config(cfg: TrainConfig, run: SFTRuntime):
