@@ -22,8 +22,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from tuneops.core.paths import REPO_ROOT
+from clones import clone_here
 
 # Run inside the clone, with the clone's own code: start, log one run, read it back, stop.
 SCRIPT = textwrap.dedent(
@@ -82,22 +81,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _clone_here(target: Path) -> None:
-    """``git clone`` of this repository, then this checkout's tracked and new files on top."""
-    subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(target)], check=True)
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
-    for name in filter(None, (n.decode() for n in listed)):
-        source = REPO_ROOT / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
-
-
 @pytest.mark.e2e
 def test_postgres_and_mlflow_start_from_a_clone_in_a_private_folder():
     private = Path(tempfile.mkdtemp(prefix="tuneops-private-"))  # 0700, as `mktemp -d` makes
@@ -105,7 +88,7 @@ def test_postgres_and_mlflow_start_from_a_clone_in_a_private_folder():
     clone = private / "tuneops"
     data_dir = None
     try:
-        _clone_here(clone)
+        clone_here(clone)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TUNEOPS_", "MLFLOW_"))}
         env["PYTHONPATH"] = str(clone)  # the clone's code, not this checkout's
         ports = [str(_free_port()) for _ in range(3)]

@@ -77,11 +77,19 @@ def _root(
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    sets: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Override one step's config: train.KEY=VALUE, eval.KEY=VALUE or "
+        "registry.KEY=VALUE (repeatable), e.g. --set train.seed=7.",
+    ),
+) -> None:
     """Run the whole loop on the embedded default model, on this machine."""
     from tuneops.cli.demo.runner import run_demo
+    from tuneops.cli.demo.state import DemoState, StepOverrides
 
-    run_demo()
+    run_demo(DemoState(overrides=StepOverrides.parse(sets)))
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from rich.console import Console
 from rich.rule import Rule
+from rich.table import Table
 
 from tuneops.cli.demo.state import DemoState
 from tuneops.cli.demo.steps import dataset, evaluate, gitops, infra, platform, serve, train
@@ -18,30 +19,46 @@ Step = Callable[[DemoState], DemoState]
 # Order is the order of the loop.
 STEPS: list[tuple[str, Step]] = [
     ("Dataset snapshot", dataset.run),
-    ("Local infrastructure (apply ENV=local)", infra.run),
+    ("Local infrastructure: moto, then apply ENV=local in the background", infra.start),
+    ("Fine-tune (while the infrastructure applies)", train.run),
+    ("Local infrastructure: the apply finishes", infra.finish),
     ("Local platform (PostgreSQL + MLflow server)", platform.run),
-    ("Fine-tune", train.run),
+    ("Fine-tune: its run written to MLflow", train.publish),
     ("Evaluate, register, promote", evaluate.run),
     ("Serve and ask", serve.run),
     ("Render GitOps manifests (dev)", gitops.run),
 ]
 
 
+def timing_table(timings: tuple[tuple[str, float], ...], total: float) -> Table:
+    """Every step's wall time and its share of the whole run."""
+    table = Table(title=f"demo finished in {total:.1f} s", title_justify="left")
+    table.add_column("step")
+    table.add_column("time (s)", justify="right")
+    table.add_column("share", justify="right")
+    for title, seconds in timings:
+        table.add_row(title, f"{seconds:.1f}", f"{seconds / max(total, 1e-9):.0%}")
+    table.add_row("[bold]total", f"[bold]{total:.1f}", "")
+    return table
+
+
 def run_demo(state: DemoState | None = None) -> DemoState:
     state = state or DemoState()
-    timings: list[tuple[str, float]] = []
     started = time.perf_counter()
-    for index, (title, step) in enumerate(STEPS, 1):
-        console.print(Rule(f"[bold]{index}/{len(STEPS)} {title}"))
-        t0 = time.perf_counter()
-        state = step(state)
-        timings.append((title, time.perf_counter() - t0))
+    try:
+        for index, (title, step) in enumerate(STEPS, 1):
+            console.print(Rule(f"[bold]{index}/{len(STEPS)} {title}"))
+            t0 = time.perf_counter()
+            state = step(state)
+            state = state.with_timing(title, time.perf_counter() - t0)
+    finally:
+        for job in (state.infra_apply, state.base_answers):
+            if job is not None:
+                job.stop()  # only a failed run leaves one running
     total = time.perf_counter() - started
     console.print(Rule("[bold]Report"))
     for line in state.report:
         console.print(line)
     console.print()
-    for title, seconds in timings:
-        console.print(f"  {title:<28} {seconds:8.1f} s")
-    console.print(f"demo finished in {total:.1f} s")
+    console.print(timing_table(state.timings, total))
     return state

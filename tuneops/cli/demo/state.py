@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+from tuneops.core.errors import UserError
 from tuneops.core.paths import default_tracking_uri
 
 DEFAULT_MODEL_NAME = "cloudops-assistant"
@@ -17,6 +19,20 @@ class StepOverrides:
     train: tuple[str, ...] = ()
     eval: tuple[str, ...] = ()
     registry: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, sets: list[str]) -> StepOverrides:
+        """``STEP.key=value`` items (``tuneops demo --set``) sorted into their steps."""
+        steps: dict[str, list[str]] = {name: [] for name in ("train", "eval", "registry")}
+        for item in sets:
+            step, _, rest = item.partition(".")
+            if step not in steps or "=" not in rest or rest.startswith("="):
+                raise UserError(
+                    f"--set {item!r}: expected STEP.KEY=VALUE with STEP one of "
+                    f"{', '.join(steps)} (e.g. train.seed=7)"
+                )
+            steps[step].append(rest)
+        return cls(**{name: tuple(items) for name, items in steps.items()})
 
 
 @dataclass(frozen=True)
@@ -43,11 +59,21 @@ class DemoState:
     eval_report: Path | None = None
     gitops_dir: Path | None = None
     report: tuple[str, ...] = ()
+    timings: tuple[tuple[str, float], ...] = ()  # (step title, wall seconds), in run order
+    # Background work (background.BackgroundJob): the infrastructure's apply, and the base
+    # model's answers, both while the fine-tune runs.
+    infra_apply: Any = None
+    base_answers: Any = None
+    pending_training: Any = None  # the fine-tune, until its MLflow run is written
+    dev_recall: float | None = None  # the fine-tuned model's validation key-fact recall
 
     @property
     def tracking(self) -> str:
         """The tracking URI every step uses."""
         return self.tracking_uri or default_tracking_uri()
+
+    def with_timing(self, title: str, seconds: float) -> DemoState:
+        return replace(self, timings=(*self.timings, (title, seconds)))
 
     def with_report(self, *lines: str, **changes) -> DemoState:
         """A copy with ``lines`` added to the report and ``changes`` applied."""

@@ -77,6 +77,34 @@ def _register_and_promote(reg_cfg, run_id: str):
     return reg, not decision.already_champion, verdict
 
 
+def _wait_for_base_answers(state: DemoState) -> list[str]:
+    """Wait for the base model's answers started during the infrastructure step; with them,
+    the base's validation recall beside the fine-tuned model's."""
+    import json
+
+    from tuneops.cli.demo.background import base_answers_dir
+
+    job = state.base_answers
+    if job is None:
+        return []
+    if job.running():
+        console.print(f"waiting for the {job.title} (log: {job.log})")
+    job.wait()
+    lines = [job.line()]
+    summary = base_answers_dir() / "dev" / "summary.json"
+    if state.dev_recall is not None and job.returncode == 0 and summary.is_file():
+        models = json.loads(summary.read_text())["models"]
+        base = models["candidate"]["aggregates"]["benchmark"]["overall"]
+        lines.append(
+            f"validation key-fact recall, {base['count']:.0f} development questions (facts "
+            f"the training split teaches, in other words; not the gate): base "
+            f"{base['key_fact_recall']:.3f} -> fine-tuned {state.dev_recall:.3f}"
+        )
+    for line in lines:
+        console.print(line)
+    return lines
+
+
 def run(state: DemoState) -> DemoState:
     from workloads.evaluate.report import comparison_table
     from workloads.evaluate.runner import run_eval
@@ -85,6 +113,7 @@ def run(state: DemoState) -> DemoState:
     if not state.train_run_id and not state.merged_dir:
         console.print(f"[yellow]{SKIPPED}[/]")
         return state.with_report(SKIPPED, promoted=False)
+    background = _wait_for_base_answers(state)
     reg_cfg, eval_cfg = _configs(state)
     baselines = {
         "base": eval_cfg.baselines.get("base", DEFAULT_MODEL),
@@ -96,6 +125,7 @@ def run(state: DemoState) -> DemoState:
     reg, promoted, verdict = _register_and_promote(reg_cfg, run_id)
     count = result.candidate.overall("benchmark").get("count", 0)
     return state.with_report(
+        *background,
         f"Evaluation on the benchmark ({count:.0f} questions), report "
         f"{result.output_dir / 'report.md'}:",
         "",

@@ -1,39 +1,96 @@
-"""Demo step: the local environment, applied for real against moto's server."""
+"""Demo steps: the local environment, applied for real against moto's server, in the background.
+
+``make apply ENV=local`` takes minutes of Terraform against moto and leaves most of the CPU
+idle, and the fine-tune needs nothing it makes (the MLflow run is written afterwards, see
+``workloads/train/track_later.py``). So ``start`` brings up moto and the state bucket and
+starts the apply as a process of its own (its output in a log file), the fine-tune runs
+meanwhile, and ``finish`` waits for the apply and reports it. The base model's benchmark
+answers are computed meanwhile too (``background.base_answers_job``).
+"""
 
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 
+from tuneops.cli.demo.background import BackgroundJob, base_answers_job
 from tuneops.cli.demo.state import DemoState, LocalCloud
+from tuneops.core.errors import UserError
+from tuneops.core.paths import cache_dir
 
 console = Console(highlight=False, soft_wrap=True)
 
+APPLY = "make apply ENV=local"
 
-def run(state: DemoState) -> DemoState:
+
+def apply_job() -> BackgroundJob:
+    """``tuneops infra apply --env local``, what ``make apply ENV=local`` runs."""
+    command = [sys.executable, "-m", "tuneops.cli", "infra", "apply", "--env", "local"]
+    return BackgroundJob(APPLY, command, cache_dir() / "demo" / "infra-apply.log", niceness=0)
+
+
+def start_base_answers(state: DemoState) -> BackgroundJob:
+    """The base model's benchmark answers, on the core the fine-tune leaves free while the
+    infrastructure applies; the evaluate step waits for them."""
+    from workloads.evaluate.config import load_eval_config
+    from workloads.models.refs import DEFAULT_MODEL
+    from workloads.train.config import load_train_config
+
+    overrides = ("splits=[benchmark]", *state.overrides.eval)
+    base = load_eval_config(overrides=list(overrides)).baselines.get("base", DEFAULT_MODEL)
+    train = load_train_config(env="local", overrides=list(state.overrides.train))
+    job = base_answers_job(base, overrides, train.eval.recall_questions).start()
+    console.print(f"computing the {job.title} meanwhile (log: {job.log})")
+    return job
+
+
+def start(state: DemoState) -> DemoState:
     from infra.bootstrap import bootstrap_state_bucket
     from infra.config import load_environment, load_settings
     from infra.local.moto import MotoService
-    from infra.ops import Runner
-    from infra.policy import last_policy_summary
 
     env, settings = load_environment("local"), load_settings()
-    runner = Runner(env, settings)
     moto = MotoService(endpoint=env.local_endpoint, seed=settings.local.moto_seed)
-    status = moto.start()  # idempotent: a healthy server is left as it is
-    console.print(status.line())
+    console.print(moto.start().line())  # idempotent: a healthy server is left as it is
     bootstrap_state_bucket(env)
-
-    result = runner.apply()  # plans first when no saved plan exists (make apply ENV=local)
-    for stack in result.stacks:
-        console.print(f"  {stack.stack:<9} {stack.status:<9} {stack.resources} resources")
-    total = sum(s.resources for s in result.stacks)
-    per_stack = ", ".join(f"{s.stack} {s.resources}" for s in result.stacks if s.resources)
+    job = apply_job().start()
+    console.print(f"{APPLY} runs in the background (log: {job.log})")
+    answers = state.base_answers or start_base_answers(state)
     return state.with_report(
-        f"infra: local environment on {env.local_endpoint}: {total} resources ({per_stack}); "
-        f"policy {last_policy_summary(env)}",
+        infra_apply=job,
+        base_answers=answers,
         cloud=LocalCloud(
             endpoint=env.local_endpoint,
             region=env.region,
             artifacts_bucket=env.bucket_names()["artifacts"],
         ),
+    )
+
+
+def _summary(job: BackgroundJob) -> str:
+    """The apply's own summary line (``apply local: N stacks, ...``) from its log."""
+    lines = job.log.read_text(encoding="utf-8", errors="replace").splitlines()
+    found = [line.strip() for line in lines if line.strip().startswith("apply local:")]
+    return found[-1] if found else f"see {job.log}"
+
+
+def finish(state: DemoState) -> DemoState:
+    from infra.config import load_environment
+    from infra.policy import last_policy_summary
+
+    job = state.infra_apply
+    if job is None:
+        raise UserError("the local infrastructure was not started (the start step does it)")
+    if job.running():
+        console.print(f"waiting for {APPLY} (log: {job.log})")
+    if job.wait() != 0:
+        tail = "\n".join(job.log.read_text(errors="replace").splitlines()[-15:])
+        raise UserError(f"{APPLY} failed (exit {job.returncode}); its log {job.log} ends:\n{tail}")
+    summary = _summary(job)
+    console.print(f"{summary} ({job.seconds:.0f} s in the background)")
+    env = load_environment("local")
+    return state.with_report(
+        f"infra: local environment on {env.local_endpoint}: {summary}, {job.seconds:.0f} s in "
+        f"the background; policy {last_policy_summary(env)}"
     )

@@ -1,0 +1,84 @@
+"""The base model's answers, computed in the background while the infrastructure applies, are
+the ones the evaluate step then reuses; a job that is still running when the demo fails stops."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).parents[1] / "evaluate" / "data" / "bench_small.jsonl"
+EMBEDDED = "embedded:smollm2-135m-instruct"
+OVERRIDES = (
+    "splits=[benchmark]",
+    f"benchmark={BENCH}",
+    "benchmark_limit=2",
+    "generation.max_new_tokens=5",
+)
+
+
+@pytest.fixture
+def demo_cache(tmp_path, monkeypatch, embedded_model_dir) -> Path:
+    """A cache of its own that shares the converted embedded model (``<cache>/models``)."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "models").symlink_to(embedded_model_dir.parents[1], target_is_directory=True)
+    monkeypatch.setenv("TUNEOPS_CACHE_DIR", str(cache))
+    return cache
+
+
+@pytest.mark.e2e
+def test_the_evaluate_step_reuses_the_answers_made_in_the_background(
+    demo_cache, tmp_path, tiny_model_dir
+):
+    from tuneops.cli.demo.background import base_answers_job
+    from workloads.evaluate.config import load_eval_config
+    from workloads.evaluate.runner import run_eval
+
+    job = base_answers_job(EMBEDDED, OVERRIDES).start()
+    assert job.running() or job.proc.returncode is not None
+    assert job.wait() == 0, job.log.read_text()[-2000:]
+    assert job.line().startswith("base model's benchmark answers: done in the background in")
+    assert list((demo_cache / "eval" / "answers").glob("*.json"))
+
+    config = load_eval_config(overrides=list(OVERRIDES))
+    out = tmp_path / "report"
+    result = run_eval(
+        config, str(tiny_model_dir), {"base": EMBEDDED}, output_dir=out, log_to_mlflow=False
+    )
+    assert any(note.startswith("base: answers reused from") for note in result.notes)
+
+
+def test_a_job_left_running_is_stopped_with_its_children(tmp_path):
+    from tuneops.cli.demo.background import BackgroundJob
+
+    child = tmp_path / "child.pid"
+    code = f"import os, time; open({str(child)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    script = shlex.join([sys.executable, "-c", code])  # sh starts python: a grandchild
+    job = BackgroundJob("sleeper", ["sh", "-c", script], tmp_path / "log").start()
+    assert job.running()
+    assert os.getpriority(os.PRIO_PROCESS, job.proc.pid) >= 10  # low priority
+    for _ in range(100):
+        if child.exists() and child.read_text():
+            break
+        time.sleep(0.1)
+    grandchild = int(child.read_text())
+    job.stop()
+    assert not job.running() and job.proc.returncode is not None
+    time.sleep(0.2)
+    assert _ended(grandchild)  # the command's own child ended too
+    job.wait()
+    assert "failed in the background" in job.line()
+
+
+def _ended(pid: int) -> bool:
+    """Gone, or a zombie waiting for whoever adopted it to reap it."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "State:\tZ" in status

@@ -1,0 +1,121 @@
+"""Work the demo does while it waits on something else.
+
+Applying the local infrastructure takes minutes of Terraform and moto and leaves most of the
+CPU idle, so it runs as a process of its own (``steps/infra.py``) while the fine-tune runs.
+The base model's benchmark answers depend on nothing the steps make (the embedded model, the
+benchmark, the decoding settings), so they are computed meanwhile too, by ``tuneops eval`` in
+a process of its own at low priority, and kept in the evaluation's answer cache
+(``workloads/evaluate/answer_cache.py``). The evaluate step waits for that process and then
+finds them there; had it failed, the evaluate step computes them itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tuneops.core.paths import REPO_ROOT, cache_dir
+
+NICENESS = 10  # below the infrastructure's own processes
+
+
+@dataclass
+class BackgroundJob:
+    """One command run beside the demo's steps, its output in a log file."""
+
+    title: str
+    command: list[str]
+    log: Path
+    niceness: int = NICENESS
+    threads: int | None = None  # OMP_NUM_THREADS for the job (None: as this process)
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+    seconds: float | None = None
+    returncode: int | None = field(default=None)
+
+    def start(self) -> BackgroundJob:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        if self.threads:
+            env["OMP_NUM_THREADS"] = str(self.threads)
+        niceness = self.niceness
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                self.command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=REPO_ROOT,
+                env=env,
+                preexec_fn=(lambda: os.nice(niceness)) if niceness else None,
+                start_new_session=True,  # its own process group: stop() ends its children too
+            )
+        self.started = time.perf_counter()
+        return self
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait(self) -> int | None:
+        """Wait for the job; its exit code (None when it was never started)."""
+        if self.proc is None:
+            return None
+        self.returncode = self.proc.wait()
+        if self.seconds is None:
+            self.seconds = time.perf_counter() - self.started
+        return self.returncode
+
+    def stop(self) -> None:
+        """End the job and everything it started (its process group)."""
+        if not self.running():
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def line(self) -> str:
+        if self.returncode == 0:
+            return f"{self.title}: done in the background in {self.seconds:.0f} s"
+        return f"{self.title}: failed in the background (exit {self.returncode}); see {self.log}"
+
+
+def _base_eval(base_ref: str, out: Path, overrides: tuple[str, ...]) -> list[str]:
+    command = [sys.executable, "-m", "tuneops.cli", "eval", "--model", base_ref]
+    command += ["--split", "benchmark", "--no-log-mlflow", "--output", str(out)]
+    for item in ("baselines={}", *overrides):
+        command += ["--set", item]
+    return command
+
+
+def base_answers_dir() -> Path:
+    return cache_dir() / "demo" / "base-answers"
+
+
+def base_answers_job(
+    base_ref: str, eval_overrides: tuple[str, ...], dev_questions: str | None = None
+) -> BackgroundJob:
+    """``tuneops eval`` of the base model alone on the benchmark, as the evaluate step asks it
+    (same config and overrides), to fill the answer cache; then, given development questions,
+    on those too (the base's validation recall, ``dev/summary.json``)."""
+    out = base_answers_dir()
+    commands = [_base_eval(base_ref, out / "benchmark", eval_overrides)]
+    if dev_questions:
+        dev = (*eval_overrides, f"benchmark={dev_questions}", "benchmark_limit=null")
+        commands.append(_base_eval(base_ref, out / "dev", dev))
+    script = " && ".join(shlex.join(command) for command in commands)
+    # One thread: the fine-tune has the other core meanwhile (answers do not depend on it).
+    return BackgroundJob(
+        "base model's benchmark answers", ["sh", "-c", script], out / "eval.log", threads=1
+    )
