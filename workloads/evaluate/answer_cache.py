@@ -1,7 +1,10 @@
 """Answers of a model that cannot change, kept for the next evaluation that asks the same.
 
 Greedy decoding gives the same answers for the same weights, prompts, decoding settings,
-precision, thread count and library versions, so those answers need computing once. Only
+precision and library versions, so those answers need computing once. The thread count is left
+out of the key on purpose: it changes the order of floating-point sums in the last bits only,
+and the demo computes the base's answers on one thread beside the fine-tune, then evaluates on
+every core; keying on it made the demo answer the base twice. Only
 ``embedded:`` references qualify: their weights come from an installed package and are
 recognised by the files' names, sizes and modification times. (A registry or run reference is
 pinned to one version, but the same name in another tracking store is another model.) The key
@@ -72,7 +75,6 @@ class AnswerCache:
             "prompts": hashlib.sha256(json.dumps(prompts, sort_keys=True).encode()).hexdigest(),
             "settings": {name: getattr(config, name) for name in ANSWER_SETTINGS},
             "dtype": precision.dtype_name,
-            "threads": config.threads or torch.get_num_threads(),
             "torch": torch.__version__,
             "transformers": transformers.__version__,
         }
