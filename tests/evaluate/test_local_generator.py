@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from workloads.evaluate.config import GenerationConfig
-from workloads.evaluate.generate import LocalGenerator
+from workloads.evaluate.generate import LocalGenerator, balanced_batches
 from workloads.models.prepack import PackedLinear
 
 QUESTIONS = [
@@ -31,3 +32,13 @@ def test_prepacked_generator_gives_the_same_answers(tiny_model_dir):
     assert [g.text for g in got] == [g.text for g in want]
     assert [g.answer_tokens for g in got] == [g.answer_tokens for g in want]
     assert all(g.answer_tokens for g in got)  # random weights still say something
+
+
+@pytest.mark.parametrize(
+    ("n", "size", "sizes"),
+    [(136, 64, [46, 45, 45]), (136, 16, [16] + [15] * 8), (10, 64, [10]), (0, 4, [])],
+)
+def test_batches_are_as_few_as_the_size_allows_and_even(n, size, sizes):
+    batches = balanced_batches(list(range(n)), size)
+    assert [len(b) for b in batches] == sizes
+    assert [i for b in batches for i in b] == list(range(n))  # every prompt once, in order
