@@ -5,14 +5,14 @@ Checks, each reported as one line naming the file, the record and what to fix:
 
 - schema: exact field sets, id patterns, types, categories, difficulties, sentence counts;
 - counts: a minimum number of records per category, every difficulty used in every category;
-- unique ids and unique questions within each file;
+- unique ids and unique questions (a corpus item's rephrasings included) within each file;
 - benchmark key facts: 2-5 short phrases (1-4 words) found verbatim (case-insensitive) in the
   item's own reference;
 - coverage: every benchmark item has at least one corpus answer containing all its key facts
   (the corpus teaches what the benchmark asks);
 - contamination: no run of 8 or more consecutive words shared between any corpus item
-  (question + answer) and any benchmark item (question + reference), after lowercasing and
-  collapsing punctuation and whitespace;
+  (question, rephrasings + answer) and any benchmark item (question + reference), after
+  lowercasing and collapsing punctuation and whitespace;
 - near-duplicates inside the corpus: Jaccard similarity of the word sets at or above 0.6. The
   dataset pipeline drops records whose estimated word-set Jaccard reaches 0.7 (MinHash, see
   configs/data/default.yaml); the lower bound here leaves room for the estimate's error.
@@ -42,7 +42,9 @@ BENCHMARK_PATH = REPO_ROOT / "workloads" / "data" / "benchmark" / "cloudops_benc
 CATEGORIES = ("kubernetes", "terraform", "helm", "gitops", "mlops")
 DIFFICULTIES = ("easy", "medium", "hard")
 BENCHMARK_FIELDS = {"id", "question", "reference", "key_facts", "category", "difficulty"}
-CORPUS_FIELDS = {"id", "question", "answer", "category", "tags"}
+CORPUS_FIELDS = {"id", "question", "answer", "category", "tags", "rephrasings"}
+TAGS = (1, 10)
+REPHRASINGS = (1, 3)  # other wordings of a corpus question, each a training record of its own
 BENCHMARK_ID = re.compile(r"^bench-\d{4}$")
 CORPUS_ID = re.compile(r"^cq-\d{4}$")
 
@@ -146,12 +148,12 @@ def _check_common(problems, label, record, fields, id_pattern, kind):
         )
 
 
-def _check_unique(problems, records, kind, text_field):
+def _check_unique(problems, records, kind, texts):
     ids = Counter(r.get("id") for r in records)
     for rid, n in sorted(ids.items(), key=lambda kv: str(kv[0])):
         if n > 1:
             problems.append(f"{kind}: id {rid!r} is used {n} times")
-    questions = Counter(" ".join(words(str(r.get(text_field, "")))) for r in records)
+    questions = Counter(" ".join(words(q)) for r in records for q in texts(r))
     for question, n in questions.items():
         if n > 1 and question:
             problems.append(f"{kind}: the question {question[:60]!r}... appears {n} times")
@@ -209,16 +211,9 @@ def check_benchmark(records: list[dict]) -> Report:
                 problems.append(f"{label}: key fact {fact!r} has surrounding whitespace")
             if has_reference and fact.lower() not in record["reference"].lower():
                 problems.append(f"{label}: key fact {fact!r} is not in the reference verbatim")
-    _check_unique(problems, records, "benchmark", "question")
-    _check_counts(
-        problems,
-        report.stats,
-        records,
-        "benchmark",
-        MIN_BENCHMARK_PER_CATEGORY,
-        MIN_BENCHMARK_TOTAL,
-        difficulties=True,
-    )
+    _check_unique(problems, records, "benchmark", lambda r: [str(r.get("question", ""))])
+    mins = (MIN_BENCHMARK_PER_CATEGORY, MIN_BENCHMARK_TOTAL)
+    _check_counts(problems, report.stats, records, "benchmark", *mins, difficulties=True)
     return report
 
 
@@ -231,30 +226,36 @@ def check_corpus(records: list[dict]) -> Report:
         _check_common(problems, label, record, CORPUS_FIELDS, CORPUS_ID, "corpus")
         _check_text(problems, label, record, "question", None)
         _check_text(problems, label, record, "answer", ANSWER_SENTENCES)
-        tags = record.get("tags")
-        if (
-            not isinstance(tags, list)
-            or not tags
-            or not all(isinstance(t, str) and t.strip() for t in tags)
-        ):
-            problems.append(f"{label}: tags must be a non-empty list of non-empty strings")
-        elif len(set(tags)) != len(tags):
-            problems.append(f"{label}: tags repeat")
-    _check_unique(problems, records, "corpus", "question")
-    _check_counts(
-        problems,
-        report.stats,
-        records,
-        "corpus",
-        MIN_CORPUS_PER_CATEGORY,
-        MIN_CORPUS_TOTAL,
-        difficulties=False,
-    )
+        _check_list(problems, label, record.get("tags"), "tags", TAGS)
+        _check_list(problems, label, record.get("rephrasings"), "rephrasings", REPHRASINGS)
+    _check_unique(problems, records, "corpus", corpus_questions)
+    mins = (MIN_CORPUS_PER_CATEGORY, MIN_CORPUS_TOTAL)
+    _check_counts(problems, report.stats, records, "corpus", *mins, difficulties=False)
     return report
 
 
+def _check_list(problems, label, value, name, sizes):
+    """A list of ``sizes`` distinct, non-empty, one-line strings."""
+    low, high = sizes
+    if (
+        not isinstance(value, list)
+        or not low <= len(value) <= high
+        or not all(isinstance(v, str) and v.strip() and v == " ".join(v.split()) for v in value)
+    ):
+        problems.append(f"{label}: {name} must be a list of {low}-{high} one-line strings")
+    elif len(set(value)) != len(value):
+        problems.append(f"{label}: {name} repeat")
+
+
+def corpus_questions(record: dict) -> list[str]:
+    """The record's question and its other wordings."""
+    rephrasings = record.get("rephrasings")
+    extra = [str(q) for q in rephrasings] if isinstance(rephrasings, list) else []
+    return [str(record.get("question", "")), *extra]
+
+
 def corpus_text(record: dict) -> str:
-    return f"{record.get('question', '')} {record.get('answer', '')}"
+    return " ".join([*corpus_questions(record), str(record.get("answer", ""))])
 
 
 def benchmark_text(record: dict) -> str:
@@ -317,26 +318,25 @@ def run_checks(corpus_path: Path = CORPUS_PATH, benchmark_path: Path = BENCHMARK
 
     overlaps = find_overlaps(corpus, benchmark)
     report.stats["overlapping_pairs"] = len(overlaps)
-    for cid, bid, gram in overlaps:
-        report.problems.append(
-            f"contamination: corpus {cid} shares {NGRAM} words with benchmark {bid}: '{gram}'"
-        )
+    report.problems += [
+        f"contamination: corpus {cid} shares {NGRAM} words with benchmark {bid}: '{gram}'"
+        for cid, bid, gram in overlaps
+    ]
 
     coverage = check_coverage(corpus, benchmark)
     uncovered = [bid for bid, cids in coverage.items() if not cids]
     report.stats["benchmark_items_covered"] = len(coverage) - len(uncovered)
     report.stats["benchmark_items_covered_twice"] = sum(len(c) >= 2 for c in coverage.values())
-    for bid in uncovered:
-        report.problems.append(
-            f"coverage: no corpus answer contains all key facts of benchmark {bid}"
-        )
+    report.problems += [
+        f"coverage: no corpus answer contains all key facts of benchmark {bid}" for bid in uncovered
+    ]
 
     duplicates = find_near_duplicates(corpus)
     report.stats["near_duplicate_pairs"] = len(duplicates)
-    for id_a, id_b, jaccard in duplicates:
-        report.problems.append(
-            f"near-duplicate: corpus {id_a} and {id_b} (word Jaccard {jaccard}); reword one"
-        )
+    report.problems += [
+        f"near-duplicate: corpus {a} and {b} (word Jaccard {jaccard}); reword one"
+        for a, b, jaccard in duplicates
+    ]
     return report
 
 

@@ -120,8 +120,12 @@ DELETED = object()  # planted by removing the field
         ("benchmark", "reference", "Only one sentence here.", "has 1 sentences; write 2-4"),
         ("benchmark", "question", DELETED, "missing ['question']"),
         ("corpus", "id", "corpus-1", "id 'corpus-1' does not match"),
-        ("corpus", "tags", [], "tags must be a non-empty list"),
+        ("corpus", "tags", [], "tags must be a list of 1-10 one-line strings"),
         ("corpus", "extra", True, "unexpected ['extra']"),
+        ("corpus", "rephrasings", [], "rephrasings must be a list of 1-3 one-line strings"),
+        ("corpus", "rephrasings", ["two\nlines"], "rephrasings must be a list of 1-3 one-line"),
+        ("corpus", "rephrasings", ["ok?", ""], "rephrasings must be a list of 1-3 one-line"),
+        ("corpus", "rephrasings", ["ok?", "ok?"], "rephrasings repeat"),
     ],
 )
 def test_checks_catch_a_planted_fault(shipped, kind, field, value, message):
@@ -179,3 +183,12 @@ def test_cli_exit_codes_and_bad_lines(tmp_path, shipped, capsys):
         cc.load_jsonl(bad)
     assert cc.main(["--corpus", str(bad), "--benchmark", str(bench_path)]) == 2
     assert cc.main(["--corpus", str(tmp_path / "missing.jsonl")]) == 2
+
+
+def test_a_rephrasing_that_repeats_a_question_or_copies_the_benchmark_is_caught(shipped):
+    corpus, benchmark = shipped
+    records = copy.deepcopy(corpus[:3])
+    records[1]["rephrasings"] = [records[0]["question"]]
+    assert "appears 2 times" in "\n".join(cc.check_corpus(records).problems)
+    records[1]["rephrasings"] = [benchmark[0]["question"]]
+    assert cc.find_overlaps(records, benchmark[:1])

@@ -15,6 +15,7 @@ from workloads.data.ingest.docs import ingest_docs, split_sections
 from workloads.data.ingest.github import ingest_github
 from workloads.data.ingest.k8s_api import ingest_k8s_api
 from workloads.data.ingest.rows import ingest_records
+from workloads.data.records import group_of
 
 GITHUB = FIXTURES / "github"
 
@@ -32,6 +33,35 @@ def test_jsonl_question_answer_rows_become_chat_records(qa_file):
     assert first["messages"][0]["content"] == QA_ROWS[0]["question"]
     assert first["category"] == "kubernetes"
     assert result.rejects == []
+
+
+def test_rephrasings_become_records_of_the_same_group_with_the_same_answer(tmp_path):
+    rows = [
+        {
+            "id": "a",
+            "question": "How do I roll back?",
+            "answer": "Run rollout undo.",
+            "more": ["What undoes a bad rollout?", "Revert a Deployment how?"],
+        },
+        {"id": "b", "question": "What is a taint?", "answer": "A node mark.", "more": []},
+    ]
+    fields = {"id": "id", "question": "question", "answer": "answer", "rephrasings": "more"}
+    path = write_jsonl(tmp_path / "rows.jsonl", rows)
+    records = ingest_records(records_source(path, fields=fields), "fail").records
+    assert [r["id"] for r in records] == ["src:a", "src:a~r1", "src:a~r2", "src:b"]
+    assert [group_of(r) for r in records] == ["src:a", "src:a", "src:a", "src:b"]
+    assert records[2]["messages"] == [
+        {"role": "user", "content": "Revert a Deployment how?"},
+        {"role": "assistant", "content": "Run rollout undo."},
+    ]
+    assert "rephrasings" not in records[0] and "group" not in records[0]
+
+
+def test_malformed_rephrasings_name_the_line(tmp_path):
+    path = write_jsonl(tmp_path / "rows.jsonl", [{"q": "x?", "a": "y.", "r": "not a list"}])
+    fields = {"question": "q", "answer": "a", "rephrasings": "r"}
+    with pytest.raises(UserError, match=r"rows.jsonl:1: .*'r' must be a list of non-empty"):
+        ingest_records(records_source(path, fields=fields), "fail")
 
 
 def test_csv_json_and_parquet_with_a_field_mapping(tmp_path):

@@ -20,9 +20,9 @@ from workloads.data.decontaminate import decontaminate
 from workloads.data.dedup import SignatureBuilder, dedup, shingle_hashes
 from workloads.data.formatting import format_records, with_system_prompt
 from workloads.data.normalise import normalise, normalise_text
-from workloads.data.records import chat_record, qa_messages, text_record
+from workloads.data.records import chat_record, qa_messages, rephrased_records, text_record
 from workloads.data.scrub import scrub, scrub_text, scrub_value
-from workloads.data.split import assign, split
+from workloads.data.split import assign, split, split_stage
 from workloads.data.validate import load_tokenizer, validate
 
 
@@ -221,6 +221,19 @@ def test_dedup_removes_exact_and_paraphrased_copies_and_keeps_distinct_records()
     assert rejects["para"]["similarity"] >= 0.7
 
 
+def test_rephrasings_are_not_duplicates_of_their_record_but_go_with_it():
+    answer = "kubectl rollout undo deployment/web returns to the previous ReplicaSet revision."
+    first = qa("first", "Roll back a deployment?", answer)
+    copy = qa("copy", "How to roll back a deployment?", answer + "!")
+    records = [first, *rephrased_records(first, ["Undo a rollout?"]), copy]
+    records += rephrased_records(copy, ["Revert the web app?", "Go back a revision?"])
+    result = dedup(records, DedupConfig(threshold=0.7))
+    assert [r["id"] for r in result.records] == ["first", "first~r1"]
+    rejects = {r["id"]: r for r in result.rejects}
+    assert set(rejects) == {"copy", "copy~r1", "copy~r2"}
+    assert {r["duplicate_of"] for r in rejects.values()} == {"first"}
+
+
 def test_dedup_keeps_the_first_by_stable_order():
     a = qa("a", "Restart a deployment?", "kubectl rollout restart deployment/web restarts pods.")
     b = qa("b", "Restart a deployment?", "kubectl rollout restart deployment/web restarts pods!")
@@ -284,3 +297,24 @@ def test_split_is_deterministic_by_id_and_independent_of_order_and_neighbours():
     assert {r["id"] for r in subset["test"]} <= {r["id"] for r in first["test"]}
     other_salt = split(records, SplitConfig(validation=0.1, test=0.1, salt="other"))
     assert other_salt["test"] != first["test"]
+
+
+def test_a_record_and_its_rephrasings_share_one_split():
+    cfg = SplitConfig(validation=0.2, test=0.2, salt="s")
+    records = []
+    for i in range(60):
+        record = qa(f"id-{i}", "Q?", "A.")
+        records += [record, *rephrased_records(record, ["Q again?", "Q once more?"])]
+    parts = split(records, cfg)
+    where = {r["id"]: name for name, rows in parts.items() for r in rows}
+    for i in range(60):
+        assert where[f"id-{i}~r1"] == where[f"id-{i}~r2"] == where[f"id-{i}"]
+    assert {name for name, rows in parts.items() if rows} == {"train", "validation", "test"}
+    result = split_stage(records, cfg)
+    kept = {r["id"] for r in result.records}
+    for i in range(60):
+        wordings = {f"id-{i}", f"id-{i}~r1", f"id-{i}~r2"} & kept
+        assert wordings == ({f"id-{i}"} if where[f"id-{i}"] != "train" else wordings)
+        assert len(wordings) == (3 if where[f"id-{i}"] == "train" else 1)
+    assert {r["reason"] for r in result.rejects} == {"rephrasing_held_out"}
+    assert len(result.rejects) == 2 * sum(where[f"id-{i}"] != "train" for i in range(60))

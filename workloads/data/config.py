@@ -39,11 +39,16 @@ class FieldMap(StrictModel):
     system: str | None = None
     text: str | None = None
     category: str | None = None
+    # A list of other wordings of ``question`` that the same answer answers. Each becomes a
+    # record of its own in the same group as the row (one split, deduplicated as one).
+    rephrasings: str | None = None
 
     @model_validator(mode="after")
     def _needs_content(self) -> FieldMap:
         if not (self.messages or self.text or (self.question and self.answer)):
             raise ValueError("map `messages`, `text`, or both `question` and `answer`")
+        if self.rephrasings and not self.question:
+            raise ValueError("`rephrasings` needs `question` and `answer`")
         return self
 
 

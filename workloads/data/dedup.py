@@ -28,7 +28,7 @@ import numpy as np
 import xxhash
 
 from workloads.data.config import DedupConfig
-from workloads.data.records import StageResult, content_text, make_reject
+from workloads.data.records import StageResult, content_text, group_of, make_reject
 
 _WORD = re.compile(r"\w+")
 _MIX = np.uint32(0x9E3779B1)  # golden-ratio multiplier: order-sensitive n-gram combination
@@ -203,8 +203,16 @@ def find_duplicates(
 def dedup(
     records: list[dict[str, Any]], cfg: DedupConfig, *, progress: bool = False
 ) -> StageResult:
-    texts = [content_text(r) for r in records]
-    duplicates = find_duplicates(texts, cfg, progress=progress)
+    # Rephrasings share their original's answer, so they are not compared: they go with it.
+    primary = [i for i, r in enumerate(records) if group_of(r) == r["id"]]
+    found = find_duplicates([content_text(records[i]) for i in primary], cfg, progress=progress)
+    duplicates = [Duplicate(primary[d.index], primary[d.of], d.kind, d.similarity) for d in found]
+    by_group = {records[d.index]["id"]: d for d in duplicates}
+    for index, record in enumerate(records):
+        d = by_group.get(group_of(record))
+        if d is not None and index != d.index:
+            duplicates.append(Duplicate(index, d.of, d.kind, d.similarity))
+    duplicates.sort(key=lambda d: d.index)
     dropped = {d.index: d for d in duplicates}
     result = StageResult([r for i, r in enumerate(records) if i not in dropped])
     for d in duplicates:

@@ -7,7 +7,8 @@ A record inside the pipeline is a plain dict:
   (with ``text``: continued pre-training text);
 - ``source``: where it came from (a file path, an issue URL, an API definition name);
 - ``category``: a topic label or ``None``;
-- ``origin`` (pipeline only, not written to the snapshot): file and line for error messages.
+- ``origin`` (pipeline only, not written to the snapshot): file and line for error messages;
+- ``group`` (pipeline only): on a rephrasing, the id of the record it rewords (``group_of``).
 
 A stage takes a list of records and returns a :class:`StageResult`: the records it kept, the
 ones it dropped (each with a reason), and counters. ``in = out + rejected`` holds per stage.
@@ -73,6 +74,26 @@ def chat_record(
     if origin:
         record["origin"] = origin
     return record
+
+
+def group_of(record: dict[str, Any]) -> str:
+    """The id of the row a record came from: its own, or for a rephrasing (a record with the
+    same answer to another wording of the question) the original's. A group is split and
+    deduplicated as one."""
+    return record.get("group") or record["id"]
+
+
+def rephrased_records(record: dict[str, Any], questions: list[str]) -> list[dict[str, Any]]:
+    """One record per other wording of a Q&A record's question, ids ``<id>~r<n>``."""
+    out = []
+    for n, question in enumerate(questions, start=1):
+        messages = [dict(m) for m in record["messages"]]
+        user = next(i for i, m in enumerate(messages) if m["role"] == "user")
+        messages[user]["content"] = question
+        out.append(
+            {**record, "id": f"{record['id']}~r{n}", "messages": messages, "group": record["id"]}
+        )
+    return out
 
 
 def text_record(

@@ -1,7 +1,8 @@
 """Stage 8, split: deterministic train/validation/test assignment by a hash of the record id.
 
-A record's split depends only on its id and the salt, never on the order or on the other
-records, so adding records to a source never moves existing ones between splits.
+A record's split depends only on its id (a rephrasing's: the id of the record it rewords, so a
+question and its other wordings never straddle splits) and the salt, never on the order or on
+the other records, so adding records to a source never moves existing ones between splits.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import hashlib
 from typing import Any
 
 from workloads.data.config import SplitConfig
-from workloads.data.records import StageResult
+from workloads.data.records import StageResult, group_of
 
 SPLITS = ("train", "validation", "test")
 
@@ -34,12 +35,22 @@ def split(records: list[dict[str, Any]], cfg: SplitConfig) -> dict[str, list[dic
     """Records per split, each split sorted by id so the files do not depend on input order."""
     out: dict[str, list[dict[str, Any]]] = {name: [] for name in SPLITS}
     for record in records:
-        out[assign(record["id"], cfg)].append(record)
+        out[assign(group_of(record), cfg)].append(record)
     for name in SPLITS:
         out[name].sort(key=lambda r: r["id"])
     return out
 
 
 def split_stage(records: list[dict[str, Any]], cfg: SplitConfig) -> StageResult:
-    parts = split(records, cfg)
-    return StageResult(records, [], {name: len(rows) for name, rows in parts.items()})
+    """The split counts; a rephrasing whose record is held out (validation or test) is dropped:
+    those splits keep one wording per record, so each fact counts once in what they measure."""
+    result = StageResult([])
+    for record in records:
+        held_out = assign(group_of(record), cfg)
+        if record["id"] != group_of(record) and held_out != "train":
+            result.reject(record, "rephrasing_held_out", f"{group_of(record)} is in {held_out}")
+        else:
+            result.records.append(record)
+    parts = split(result.records, cfg)
+    result.stats = {name: len(rows) for name, rows in parts.items()}
+    return result

@@ -15,7 +15,14 @@ from typing import Any
 from tuneops.core.errors import UserError
 from workloads.data.config import FieldMap, OnError, RecordsSource, resolve_path
 from workloads.data.ingest.context import IngestContext, read_text
-from workloads.data.records import StageResult, chat_record, qa_messages, short_hash, text_record
+from workloads.data.records import (
+    StageResult,
+    chat_record,
+    qa_messages,
+    rephrased_records,
+    short_hash,
+    text_record,
+)
 
 Rows = Iterator[tuple[str, Any]]
 
@@ -227,10 +234,25 @@ class _RowReader:
                 row,
             )
             return None
+        rephrasings = row.get(self.fm.rephrasings, []) if self.fm.rephrasings else []
+        if not isinstance(rephrasings, list) or not all(
+            isinstance(q, str) and q.strip() for q in rephrasings
+        ):
+            self.ctx.bad(
+                where,
+                f"field {self.fm.rephrasings!r} must be a list of non-empty strings",
+                "fix that record",
+                "malformed_record",
+                row,
+            )
+            return None
         system = self._system(row)
         messages = qa_messages(question, answer, str(system) if system else None)
         record_id = self._id(raw_id, question, answer)
-        return chat_record(record_id, messages, str(self.path), category, {"where": where})
+        record = chat_record(record_id, messages, str(self.path), category, {"where": where})
+        if rephrasings:
+            record["rephrasings"] = rephrasings
+        return record
 
     def _text(self, where: str, row: dict, raw_id: Any, category: str | None) -> dict | None:
         text = row[self.fm.text]
@@ -254,4 +276,5 @@ def ingest_records(src: RecordsSource, on_error: OnError) -> StageResult:
         record = reader.record(where, row)
         if record is not None:
             records.append(record)
+            records.extend(rephrased_records(record, record.pop("rephrasings", [])))
     return StageResult(records, ctx.rejects, {"items": ctx.seen})
