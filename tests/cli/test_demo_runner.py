@@ -45,5 +45,25 @@ def test_demo_overrides_go_to_their_step_and_bad_ones_are_refused():
     assert parsed.train == ("seed=7", "optim.epochs=1")
     assert parsed.eval == ("benchmark_limit=8",) and parsed.registry == ()
     for bad in ("seed=7", "serve.port=1", "train.seed", "train.=3"):
-        with pytest.raises(UserError, match="STEP.KEY=VALUE"):
+        with pytest.raises(UserError, match=r"STEP\.KEY=VALUE"):
             StepOverrides.parse([bad])
+
+
+class _Job:
+    def __init__(self, running: bool):
+        self.is_running = running
+
+    def running(self) -> bool:
+        return self.is_running
+
+
+def test_the_fine_tune_gives_up_a_core_to_the_base_answers_only():
+    from tuneops.cli.demo.state import DemoState
+    from tuneops.cli.demo.steps.train import _threads
+
+    apply, answers = _Job(True), _Job(True)
+    threads = _threads(DemoState(infra_apply=apply, base_answers=answers))
+    assert threads() == 1
+    answers.is_running = False  # the apply alone mostly waits on moto: every core to training
+    assert threads() is None
+    assert _threads(DemoState(infra_apply=apply))() is None
