@@ -46,9 +46,10 @@ def split_stage(records: list[dict[str, Any]], cfg: SplitConfig) -> StageResult:
     those splits keep one wording per record, so each fact counts once in what they measure."""
     result = StageResult([])
     for record in records:
-        held_out = assign(group_of(record), cfg)
-        if record["id"] != group_of(record) and held_out != "train":
-            result.reject(record, "rephrasing_held_out", f"{group_of(record)} is in {held_out}")
+        group = group_of(record)
+        where = assign(group, cfg)
+        if record["id"] != group and where != "train":
+            result.reject(record, "rephrasing_held_out", f"{group} is in {where}")
         else:
             result.records.append(record)
     parts = split(result.records, cfg)

@@ -173,13 +173,14 @@ class _RowReader:
         self.src, self.fm, self.path, self.ctx = src, src.fields, path, ctx
         self.wanted = _wanted_fields(src.fields)
 
-    def record(self, where: str, row: Any) -> dict[str, Any] | None:
-        """The record of one row, or None when the row was reported as bad."""
+    def records(self, where: str, row: Any) -> list[dict[str, Any]]:
+        """The records of one row (a Q&A row's rephrasings follow it), none when the row was
+        reported as bad."""
         if not isinstance(row, dict):
             self.ctx.bad(
                 where, "expected an object per record", "fix that record", "not_an_object", row
             )
-            return None
+            return []
         missing = {k: v for k, v in self.wanted.items() if v not in row}
         if missing:
             key, column = next(iter(missing.items()))
@@ -191,7 +192,7 @@ class _RowReader:
                 "unknown_field",
                 row,
             )
-            return None
+            return []
         fm = self.fm
         raw_id = row.get(fm.id) if fm.id else None
         category = (row.get(fm.category) if fm.category else None) or self.src.category
@@ -206,7 +207,7 @@ class _RowReader:
     def _system(self, row: dict[str, Any]) -> Any:
         return row.get(self.fm.system) if self.fm.system else None
 
-    def _chat(self, where: str, row: dict, raw_id: Any, category: str | None) -> dict | None:
+    def _chat(self, where: str, row: dict, raw_id: Any, category: str | None) -> list[dict]:
         messages = _messages_from(row[self.fm.messages])
         if messages is None:
             self.ctx.bad(
@@ -216,14 +217,14 @@ class _RowReader:
                 "malformed_messages",
                 row,
             )
-            return None
+            return []
         system = self._system(row)
         if system and not any(m["role"] == "system" for m in messages):
             messages.insert(0, {"role": "system", "content": str(system)})
         record_id = self._id(raw_id, messages)
-        return chat_record(record_id, messages, str(self.path), category, {"where": where})
+        return [chat_record(record_id, messages, str(self.path), category, {"where": where})]
 
-    def _qa(self, where: str, row: dict, raw_id: Any, category: str | None) -> dict | None:
+    def _qa(self, where: str, row: dict, raw_id: Any, category: str | None) -> list[dict]:
         question, answer = row[self.fm.question], row[self.fm.answer]
         if not isinstance(question, str) or not isinstance(answer, str):
             self.ctx.bad(
@@ -233,7 +234,7 @@ class _RowReader:
                 "malformed_record",
                 row,
             )
-            return None
+            return []
         rephrasings = row.get(self.fm.rephrasings, []) if self.fm.rephrasings else []
         if not isinstance(rephrasings, list) or not all(
             isinstance(q, str) and q.strip() for q in rephrasings
@@ -245,22 +246,20 @@ class _RowReader:
                 "malformed_record",
                 row,
             )
-            return None
+            return []
         system = self._system(row)
         messages = qa_messages(question, answer, str(system) if system else None)
         record_id = self._id(raw_id, question, answer)
         record = chat_record(record_id, messages, str(self.path), category, {"where": where})
-        if rephrasings:
-            record["rephrasings"] = rephrasings
-        return record
+        return [record, *rephrased_records(record, rephrasings)]
 
-    def _text(self, where: str, row: dict, raw_id: Any, category: str | None) -> dict | None:
+    def _text(self, where: str, row: dict, raw_id: Any, category: str | None) -> list[dict]:
         text = row[self.fm.text]
         if not isinstance(text, str):
             self.ctx.bad(where, "text must be a string", "fix that record", "malformed_record", row)
-            return None
+            return []
         record_id = self._id(raw_id, text)
-        return text_record(record_id, text, str(self.path), category, {"where": where})
+        return [text_record(record_id, text, str(self.path), category, {"where": where})]
 
 
 def ingest_records(src: RecordsSource, on_error: OnError) -> StageResult:
@@ -273,8 +272,5 @@ def ingest_records(src: RecordsSource, on_error: OnError) -> StageResult:
     reader = _RowReader(src, path, ctx)
     records = []
     for where, row in _iter_rows(path, fmt, ctx):
-        record = reader.record(where, row)
-        if record is not None:
-            records.append(record)
-            records.extend(rephrased_records(record, record.pop("rephrasings", [])))
+        records.extend(reader.records(where, row))
     return StageResult(records, ctx.rejects, {"items": ctx.seen})
