@@ -61,15 +61,24 @@ class BackgroundJob:
         return self
 
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        if self.proc is None:
+            return False
+        if self.proc.poll() is None:
+            return True
+        self._ended()
+        return False
+
+    def _ended(self) -> None:
+        """Its time, taken the first time it is seen finished (not when it is waited for)."""
+        if self.seconds is None:
+            self.seconds = time.perf_counter() - self.started
 
     def wait(self) -> int | None:
         """Wait for the job; its exit code (None when it was never started)."""
         if self.proc is None:
             return None
         self.returncode = self.proc.wait()
-        if self.seconds is None:
-            self.seconds = time.perf_counter() - self.started
+        self._ended()
         return self.returncode
 
     def stop(self) -> None:
