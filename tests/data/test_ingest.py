@@ -56,6 +56,11 @@ def test_rephrasings_become_records_of_the_same_group_with_the_same_answer(tmp_p
     ]
     assert "rephrasings" not in records[0] and "group" not in records[0]
 
+    # max_rephrasings keeps the first N of each row's list.
+    for bound, ids in ((1, ["src:a", "src:a~r1", "src:b"]), (0, ["src:a", "src:b"])):
+        source = records_source(path, fields=fields, max_rephrasings=bound)
+        assert [r["id"] for r in ingest_records(source, "fail").records] == ids
+
 
 def test_malformed_rephrasings_name_the_line(tmp_path):
     path = write_jsonl(tmp_path / "rows.jsonl", [{"q": "x?", "a": "y.", "r": "not a list"}])

@@ -61,6 +61,9 @@ class RecordsSource(StrictModel):
     format: Literal["auto", "jsonl", "json", "csv", "parquet"] = "auto"
     fields: FieldMap = FieldMap(id="id", question="question", answer="answer", category="category")
     category: str | None = Field(None, description="category when the row has none")
+    max_rephrasings: int | None = Field(
+        None, ge=0, description="the first N of each row's rephrasings (null: all of them)"
+    )
 
 
 class GitHubSource(StrictModel):

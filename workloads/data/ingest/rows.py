@@ -251,7 +251,8 @@ class _RowReader:
         messages = qa_messages(question, answer, str(system) if system else None)
         record_id = self._id(raw_id, question, answer)
         record = chat_record(record_id, messages, str(self.path), category, {"where": where})
-        return [record, *rephrased_records(record, rephrasings)]
+        kept = rephrasings[: self.src.max_rephrasings]  # a None bound keeps them all
+        return [record, *rephrased_records(record, kept)]
 
     def _text(self, where: str, row: dict, raw_id: Any, category: str | None) -> list[dict]:
         text = row[self.fm.text]
