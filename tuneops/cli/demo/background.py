@@ -17,6 +17,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +59,13 @@ class BackgroundJob:
                 start_new_session=True,  # its own process group: stop() ends its children too
             )
         self.started = time.perf_counter()
+        # Notes the end as it happens: nothing else may look at the job until it is waited for.
+        threading.Thread(target=self._watch, name=f"watch {self.title}", daemon=True).start()
         return self
+
+    def _watch(self) -> None:
+        self.proc.wait()
+        self._ended()
 
     def running(self) -> bool:
         if self.proc is None:
