@@ -68,15 +68,10 @@ class BackgroundJob:
         self._ended()
 
     def running(self) -> bool:
-        if self.proc is None:
-            return False
-        if self.proc.poll() is None:
-            return True
-        self._ended()
-        return False
+        return self.proc is not None and self.proc.poll() is None
 
     def _ended(self) -> None:
-        """Its time, taken the first time it is seen finished (not when it is waited for)."""
+        """Its time, taken when it ended (the watcher), or when waited for if that came first."""
         if self.seconds is None:
             self.seconds = time.perf_counter() - self.started
 
