@@ -35,6 +35,10 @@ def load_base(cfg: TrainConfig, model_dir: Path, precision: str, cuda: bool):
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {"attn_implementation": cfg.attn_implementation}
+    if cfg.attn_implementation == "sdpa_packed":
+        from workloads.models.packed_attention import register
+
+        register()
     if cfg.method == "qlora":
         from transformers import BitsAndBytesConfig
 

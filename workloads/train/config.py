@@ -125,7 +125,7 @@ class TrainConfig(StrictModel):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     gradient_checkpointing: bool = False
-    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    attn_implementation: Literal["sdpa", "sdpa_packed", "eager", "flash_attention_2"] = "sdpa"
     lm_head_loss: Literal["auto", "trl_fused", "selected_logits"] = "auto"
     seed: int = 42
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
