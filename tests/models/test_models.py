@@ -108,3 +108,34 @@ def test_malformed_references_are_one_error(ref):
 
     with pytest.raises(UserError):
         parse_ref(ref)
+
+
+def test_processes_that_need_the_embedded_model_at_once_convert_it_once(tmp_path, monkeypatch):
+    """The demo's fine-tune and its base-model answers start together: one converts, the
+    other waits for it and then uses its folder."""
+    import multiprocessing
+
+    monkeypatch.setenv("TUNEOPS_CACHE_DIR", str(tmp_path))
+    calls = tmp_path / "calls"
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(3) as pool:
+        folders = pool.map(_ensure_with_a_slow_conversion, [str(calls)] * 3)
+    assert len(set(folders)) == 1 and folders[0].startswith(str(tmp_path))
+    assert calls.read_text() == "converted\n"  # once, by one of the three
+
+
+def _ensure_with_a_slow_conversion(calls: str) -> str:
+    import time
+
+    from workloads.models import embedded
+
+    def convert(name, target):
+        time.sleep(0.5)  # long enough that the other processes arrive meanwhile
+        with open(calls, "a") as out:
+            out.write("converted\n")
+        target.mkdir(parents=True)
+        (target / "config.json").write_text("{}")
+        return target
+
+    embedded.convert_embedded = convert
+    return str(embedded.ensure_embedded("smollm2-135m-instruct"))

@@ -83,10 +83,18 @@ def convert_embedded(name: str, target: Path) -> Path:
 
 
 def ensure_embedded(name: str) -> Path:
-    """The converted folder of an embedded model, converting it on first use."""
+    """The converted folder of an embedded model, converting it on first use. Processes that
+    need it at the same time (the demo's fine-tune and its base-model answers) convert it once:
+    the others wait on a lock file beside it, then find it done."""
+    from filelock import FileLock
+
     target = embedded_dir(name)
-    if not (target / "config.json").is_file():
-        convert_embedded(name, target)
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{target}.lock"):
+        if not (target / "config.json").is_file():
+            convert_embedded(name, target)
     return target
 
 
