@@ -92,3 +92,32 @@ def test_a_jobs_time_is_when_it_ended_not_when_it_was_waited_for(tmp_path):
     assert job.wait() == 0
     assert job.seconds is not None and job.seconds < 1.0
     assert job.line() == f"quick: done in the background in {job.seconds:.0f} s"
+
+
+def _until(condition, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_the_next_job_starts_when_the_first_ends_well_and_not_after_a_failure(tmp_path):
+    from tuneops.cli.demo.background import BackgroundJob
+
+    first = BackgroundJob("first", ["sh", "-c", "sleep 0.5"], tmp_path / "1.log", niceness=0)
+    then = BackgroundJob("then", ["true"], tmp_path / "2.log", niceness=0)
+    first.after = then
+    first.start()
+    assert then.proc is None  # not before the first has ended
+    assert _until(lambda: then.proc is not None)
+    assert then.wait() == 0 and then.started >= first.started + 0.5
+
+    failed = BackgroundJob("failed", ["false"], tmp_path / "3.log", niceness=0)
+    never = BackgroundJob("never", ["true"], tmp_path / "4.log", niceness=0)
+    failed.after = never
+    failed.start()
+    assert failed.wait() == 1
+    time.sleep(0.3)  # the watcher has seen the end by now
+    assert never.proc is None and never.wait() is None

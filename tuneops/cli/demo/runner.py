@@ -52,7 +52,7 @@ def run_demo(state: DemoState | None = None) -> DemoState:
             state = step(state)
             state = state.with_timing(title, time.perf_counter() - t0)
     finally:
-        for job in (state.infra_apply, state.base_answers):
+        for job in (state.infra_apply, state.platform_start, state.base_answers):
             if job is not None:
                 job.stop()  # only a failed run leaves one running
     total = time.perf_counter() - started

@@ -60,9 +60,10 @@ class DemoState:
     gitops_dir: Path | None = None
     report: tuple[str, ...] = ()
     timings: tuple[tuple[str, float], ...] = ()  # (step title, wall seconds), in run order
-    # Background work (background.BackgroundJob): the infrastructure's apply, and the base
-    # model's answers, both while the fine-tune runs.
+    # Background work (background.BackgroundJob): the infrastructure's apply, the local
+    # platform's start after it, and the base model's answers, all while the fine-tune runs.
     infra_apply: Any = None
+    platform_start: Any = None
     base_answers: Any = None
     pending_training: Any = None  # the fine-tune, until its MLflow run is written
     dev_recall: float | None = None  # the fine-tuned model's validation key-fact recall

@@ -22,12 +22,22 @@ from tuneops.core.paths import cache_dir
 console = Console(highlight=False, soft_wrap=True)
 
 APPLY = "make apply ENV=local"
+PLATFORM = "local platform start"
 
 
 def apply_job() -> BackgroundJob:
     """``tuneops infra apply --env local``, what ``make apply ENV=local`` runs."""
     command = [sys.executable, "-m", "tuneops.cli", "infra", "apply", "--env", "local"]
     return BackgroundJob(APPLY, command, cache_dir() / "demo" / "infra-apply.log", niceness=0)
+
+
+def platform_job() -> BackgroundJob:
+    """``tuneops local up`` of PostgreSQL and the MLflow server, which stores its artifacts in
+    the bucket the apply creates: started when the apply has ended well. The platform step
+    then finds both healthy (starting them is idempotent) instead of waiting for them."""
+    command = [sys.executable, "-m", "tuneops.cli", "local", "up"]
+    command += ["--only", "postgres", "--only", "mlflow"]
+    return BackgroundJob(PLATFORM, command, cache_dir() / "demo" / "platform-up.log", niceness=0)
 
 
 def start_base_answers(state: DemoState) -> BackgroundJob:
@@ -54,11 +64,15 @@ def start(state: DemoState) -> DemoState:
     moto = MotoService(endpoint=env.local_endpoint, seed=settings.local.moto_seed)
     console.print(moto.start().line())  # idempotent: a healthy server is left as it is
     bootstrap_state_bucket(env)
-    job = apply_job().start()
-    console.print(f"{APPLY} runs in the background (log: {job.log})")
+    platform = platform_job()
+    job = apply_job()
+    job.after = platform
+    job.start()
+    console.print(f"{APPLY} runs in the background (log: {job.log}), then the {PLATFORM}")
     answers = state.base_answers or start_base_answers(state)
     return state.with_report(
         infra_apply=job,
+        platform_start=platform,
         base_answers=answers,
         cloud=LocalCloud(
             endpoint=env.local_endpoint,

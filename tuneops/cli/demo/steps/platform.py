@@ -2,6 +2,10 @@
 
 The later steps log to the server's URL, which the state carries. Where the PostgreSQL server
 binaries are missing, MLflow stays on its SQLite file and the report says so.
+
+Both were usually started in the background already, as soon as the apply ended
+(``infra.platform_job``); starting them here is then a health check. Had that start failed,
+this one runs it again and says why.
 """
 
 from __future__ import annotations
@@ -14,10 +18,21 @@ from tuneops.core.errors import MissingToolError
 console = Console(highlight=False, soft_wrap=True)
 
 
+def _wait_for_background_start(state: DemoState) -> None:
+    job = state.platform_start
+    if job is None or job.proc is None:
+        return
+    if job.running():
+        console.print(f"waiting for the {job.title} (log: {job.log})")
+    job.wait()
+    console.print(job.line() + ("" if job.returncode == 0 else "; starting it here"))
+
+
 def run(state: DemoState) -> DemoState:
     from infra.local.mlflow_server import MlflowServerService
     from infra.local.postgres import PostgresService, load_platform_settings
 
+    _wait_for_background_start(state)
     settings = load_platform_settings()
     postgres = PostgresService(settings=settings)
     try:

@@ -20,8 +20,8 @@ def _threads(state: DemoState):
     """One thread while the base model's answers are computed beside it, then the default
     (every core): two busy processes on two cores slow each other far more than the share they
     give up (a thread that waits for its core holds up every step). The apply does not count:
-    Terraform against moto mostly waits (about a tenth of one core), and holding the fine-tune to
-    one thread for the minutes it runs left a core idle."""
+    Terraform against moto mostly waits (about a third of one core: 69 s of CPU in 214 s), and
+    holding the fine-tune to one thread for the minutes it runs left most of a core idle."""
     job = state.base_answers
     return lambda: 1 if job is not None and job.running() else None
 
