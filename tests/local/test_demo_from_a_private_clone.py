@@ -77,6 +77,10 @@ def test_the_demo_runs_from_a_clone_in_a_private_folder():
             assert line in report, report
         assert "Evaluation on the benchmark (6 questions)" in report
         assert "demo finished in" in report and "Fine-tune" in report
+        # Started in the background: the platform when the apply ended, the base model's
+        # development answers when the fine-tune ended (the last step reports them).
+        assert "local platform start: done in the background" in out
+        assert "validation key-fact recall" in report and "-> fine-tuned" in report
         assert (pg_data / "PG_VERSION").is_file()
         if os.geteuid() == 0:  # PostgreSQL ran as another account, outside the private folder
             assert cluster is not None and not cluster.is_relative_to(private)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -120,19 +119,25 @@ def base_answers_dir() -> Path:
     return cache_dir() / "demo" / "base-answers"
 
 
-def base_answers_job(
-    base_ref: str, eval_overrides: tuple[str, ...], dev_questions: str | None = None
-) -> BackgroundJob:
+def base_answers_job(base_ref: str, eval_overrides: tuple[str, ...]) -> BackgroundJob:
     """``tuneops eval`` of the base model alone on the benchmark, as the evaluate step asks it
-    (same config and overrides), to fill the answer cache; then, given development questions,
-    on those too (the base's validation recall, ``dev/summary.json``)."""
+    (same config and overrides), to fill the answer cache."""
     out = base_answers_dir()
-    commands = [_base_eval(base_ref, out / "benchmark", eval_overrides)]
-    if dev_questions:
-        dev = (*eval_overrides, f"benchmark={dev_questions}", "benchmark_limit=null")
-        commands.append(_base_eval(base_ref, out / "dev", dev))
-    script = " && ".join(shlex.join(command) for command in commands)
+    command = _base_eval(base_ref, out / "benchmark", eval_overrides)
     # One thread: the fine-tune has the other core meanwhile (answers do not depend on it).
+    return BackgroundJob("base model's benchmark answers", command, out / "eval.log", threads=1)
+
+
+def base_dev_answers_job(
+    base_ref: str, eval_overrides: tuple[str, ...], dev_questions: str
+) -> BackgroundJob:
+    """The base model on the development questions (its validation recall,
+    ``dev/summary.json``). The gate does not need them, so they are started once the fine-tune
+    has ended, on the core that writing its run to MLflow and starting the model server leave
+    idle, not beside the fine-tune, where both cores are busy."""
+    out = base_answers_dir()
+    dev = (*eval_overrides, f"benchmark={dev_questions}", "benchmark_limit=null")
+    command = _base_eval(base_ref, out / "dev", dev)
     return BackgroundJob(
-        "base model's benchmark answers", ["sh", "-c", script], out / "eval.log", threads=1
+        "base model's development answers", command, out / "dev-eval.log", threads=1
     )

@@ -27,6 +27,7 @@ STEPS: list[tuple[str, Step]] = [
     ("Evaluate, register, promote", evaluate.run),
     ("Serve and ask", serve.run),
     ("Render GitOps manifests (dev)", gitops.run),
+    ("Validation recall: the base model's development answers", evaluate.dev_recall),
 ]
 
 
@@ -52,7 +53,8 @@ def run_demo(state: DemoState | None = None) -> DemoState:
             state = step(state)
             state = state.with_timing(title, time.perf_counter() - t0)
     finally:
-        for job in (state.infra_apply, state.platform_start, state.base_answers):
+        jobs = (state.infra_apply, state.platform_start, state.base_answers, state.base_dev_answers)
+        for job in jobs:
             if job is not None:
                 job.stop()  # only a failed run leaves one running
     total = time.perf_counter() - started

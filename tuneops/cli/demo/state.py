@@ -61,10 +61,12 @@ class DemoState:
     report: tuple[str, ...] = ()
     timings: tuple[tuple[str, float], ...] = ()  # (step title, wall seconds), in run order
     # Background work (background.BackgroundJob): the infrastructure's apply, the local
-    # platform's start after it, and the base model's answers, all while the fine-tune runs.
+    # platform's start after it, and the base model's benchmark answers, all while the
+    # fine-tune runs; the base model's development answers after it.
     infra_apply: Any = None
     platform_start: Any = None
     base_answers: Any = None
+    base_dev_answers: Any = None
     pending_training: Any = None  # the fine-tune, until its MLflow run is written
     dev_recall: float | None = None  # the fine-tuned model's validation key-fact recall
 

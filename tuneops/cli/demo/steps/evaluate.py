@@ -78,15 +78,28 @@ def _register_and_promote(reg_cfg, run_id: str):
 
 
 def _wait_for_base_answers(state: DemoState) -> list[str]:
-    """Wait for the base model's answers started during the infrastructure step; with them,
-    the base's validation recall beside the fine-tuned model's."""
+    """Wait for the base model's benchmark answers started during the infrastructure step."""
+    job = state.base_answers
+    if job is None:
+        return []
+    if job.running():
+        console.print(f"waiting for the {job.title} (log: {job.log})")
+    job.wait()
+    console.print(job.line())
+    return [job.line()]
+
+
+def dev_recall(state: DemoState) -> DemoState:
+    """The last step: the base model's validation recall, from the development answers started
+    when the fine-tune ended, beside the fine-tuned model's."""
     import json
 
     from tuneops.cli.demo.background import base_answers_dir
 
-    job = state.base_answers
+    job = state.base_dev_answers
     if job is None:
-        return []
+        console.print("no development questions were asked (train.eval.recall_questions)")
+        return state
     if job.running():
         console.print(f"waiting for the {job.title} (log: {job.log})")
     job.wait()
@@ -102,7 +115,7 @@ def _wait_for_base_answers(state: DemoState) -> list[str]:
         )
     for line in lines:
         console.print(line)
-    return lines
+    return state.with_report(*lines)
 
 
 def run(state: DemoState) -> DemoState:

@@ -14,7 +14,7 @@ import sys
 
 from rich.console import Console
 
-from tuneops.cli.demo.background import BackgroundJob, base_answers_job
+from tuneops.cli.demo.background import BackgroundJob, base_answers_job, base_dev_answers_job
 from tuneops.cli.demo.state import DemoState, LocalCloud
 from tuneops.core.errors import UserError
 from tuneops.core.paths import cache_dir
@@ -40,18 +40,34 @@ def platform_job() -> BackgroundJob:
     return BackgroundJob(PLATFORM, command, cache_dir() / "demo" / "platform-up.log", niceness=0)
 
 
-def start_base_answers(state: DemoState) -> BackgroundJob:
-    """The base model's benchmark answers, on the core the fine-tune leaves free while the
-    infrastructure applies; the evaluate step waits for them."""
+def _base_eval_setup(state: DemoState) -> tuple[str, tuple[str, ...]]:
+    """The base model's reference and the evaluation overrides, as the evaluate step has them."""
     from workloads.evaluate.config import load_eval_config
     from workloads.models.refs import DEFAULT_MODEL
-    from workloads.train.config import load_train_config
 
     overrides = ("splits=[benchmark]", *state.overrides.eval)
     base = load_eval_config(overrides=list(overrides)).baselines.get("base", DEFAULT_MODEL)
-    train = load_train_config(env="local", overrides=list(state.overrides.train))
-    job = base_answers_job(base, overrides, train.eval.recall_questions).start()
+    return base, overrides
+
+
+def start_base_answers(state: DemoState) -> BackgroundJob:
+    """The base model's benchmark answers, on the core the fine-tune leaves free while the
+    infrastructure applies; the evaluate step waits for them."""
+    job = base_answers_job(*_base_eval_setup(state)).start()
     console.print(f"computing the {job.title} meanwhile (log: {job.log})")
+    return job
+
+
+def start_base_dev_answers(state: DemoState) -> BackgroundJob | None:
+    """The base model's answers to the fine-tune's development questions (none configured:
+    None); the last step waits for them."""
+    from workloads.train.config import load_train_config
+
+    train = load_train_config(env="local", overrides=list(state.overrides.train))
+    if not train.eval.recall_questions:
+        return None
+    job = base_dev_answers_job(*_base_eval_setup(state), train.eval.recall_questions).start()
+    console.print(f"computing the {job.title} in the background (log: {job.log})")
     return job
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from tuneops.cli.demo.state import DemoState
+from tuneops.cli.demo.steps.infra import start_base_dev_answers
 
 console = Console()
 
@@ -42,6 +43,7 @@ def run(state: DemoState) -> DemoState:
         pending_training=result,
         merged_dir=result.merged_dir,
         dev_recall=recall[-1][1] if recall else None,
+        base_dev_answers=start_base_dev_answers(state) if recall else None,
     )
 
 
