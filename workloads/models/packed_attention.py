@@ -40,6 +40,18 @@ def example_spans(position_ids: torch.Tensor) -> list[tuple[int, int]] | None:
     return list(pairwise(bounds))
 
 
+# The position ids of the forward pass in progress and their spans: every layer gets the same
+# tensor, so the spans (and, on a GPU, the device syncs that find them) are worked out once.
+_last: tuple[torch.Tensor | None, list[tuple[int, int]] | None] = (None, None)
+
+
+def _spans_of(position_ids: torch.Tensor) -> list[tuple[int, int]] | None:
+    global _last
+    if _last[0] is not position_ids:
+        _last = (position_ids, example_spans(position_ids))
+    return _last[1]
+
+
 def sdpa_packed_attention(
     module: torch.nn.Module,
     query: torch.Tensor,
@@ -55,7 +67,7 @@ def sdpa_packed_attention(
     positions = kwargs.get("position_ids")
     spans = None
     if positions is not None and dropout == 0.0 and query.shape[2] == key.shape[2] > 1:
-        spans = example_spans(positions)
+        spans = _spans_of(positions)
     if spans is None:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs

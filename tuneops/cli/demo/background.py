@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +88,12 @@ class BackgroundJob:
         self.returncode = self.proc.wait()
         self._ended()
         return self.returncode
+
+    def wait_saying(self, say: Callable[[str], object]) -> int | None:
+        """``wait()``, first telling ``say`` what is awaited when the job is still running."""
+        if self.running():
+            say(f"waiting for the {self.title} (log: {self.log})")
+        return self.wait()
 
     def stop(self) -> None:
         """End the job and everything it started (its process group)."""

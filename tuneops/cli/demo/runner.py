@@ -53,10 +53,8 @@ def run_demo(state: DemoState | None = None) -> DemoState:
             state = step(state)
             state = state.with_timing(title, time.perf_counter() - t0)
     finally:
-        jobs = (state.infra_apply, state.platform_start, state.base_answers, state.base_dev_answers)
-        for job in jobs:
-            if job is not None:
-                job.stop()  # only a failed run leaves one running
+        for job in state.background_jobs:
+            job.stop()  # only a failed run leaves one running
     total = time.perf_counter() - started
     console.print(Rule("[bold]Report"))
     for line in state.report:

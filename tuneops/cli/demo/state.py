@@ -71,6 +71,12 @@ class DemoState:
     dev_recall: float | None = None  # the fine-tuned model's validation key-fact recall
 
     @property
+    def background_jobs(self) -> tuple[Any, ...]:
+        """Every background job the steps started so far."""
+        jobs = (self.infra_apply, self.platform_start, self.base_answers, self.base_dev_answers)
+        return tuple(job for job in jobs if job is not None)
+
+    @property
     def tracking(self) -> str:
         """The tracking URI every step uses."""
         return self.tracking_uri or default_tracking_uri()

@@ -82,9 +82,7 @@ def _wait_for_base_answers(state: DemoState) -> list[str]:
     job = state.base_answers
     if job is None:
         return []
-    if job.running():
-        console.print(f"waiting for the {job.title} (log: {job.log})")
-    job.wait()
+    job.wait_saying(console.print)
     console.print(job.line())
     return [job.line()]
 
@@ -100,9 +98,7 @@ def dev_recall(state: DemoState) -> DemoState:
     if job is None:
         console.print("no development questions were asked (train.eval.recall_questions)")
         return state
-    if job.running():
-        console.print(f"waiting for the {job.title} (log: {job.log})")
-    job.wait()
+    job.wait_saying(console.print)
     lines = [job.line()]
     summary = base_answers_dir() / "dev" / "summary.json"
     if state.dev_recall is not None and job.returncode == 0 and summary.is_file():

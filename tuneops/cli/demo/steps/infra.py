@@ -58,15 +58,10 @@ def start_base_answers(state: DemoState) -> BackgroundJob:
     return job
 
 
-def start_base_dev_answers(state: DemoState) -> BackgroundJob | None:
-    """The base model's answers to the fine-tune's development questions (none configured:
-    None); the last step waits for them."""
-    from workloads.train.config import load_train_config
-
-    train = load_train_config(env="local", overrides=list(state.overrides.train))
-    if not train.eval.recall_questions:
-        return None
-    job = base_dev_answers_job(*_base_eval_setup(state), train.eval.recall_questions).start()
+def start_base_dev_answers(state: DemoState, dev_questions: str) -> BackgroundJob:
+    """The base model's answers to the fine-tune's development questions; the last step waits
+    for them."""
+    job = base_dev_answers_job(*_base_eval_setup(state), dev_questions).start()
     console.print(f"computing the {job.title} in the background (log: {job.log})")
     return job
 

@@ -22,9 +22,7 @@ def _wait_for_background_start(state: DemoState) -> None:
     job = state.platform_start
     if job is None or job.proc is None:
         return
-    if job.running():
-        console.print(f"waiting for the {job.title} (log: {job.log})")
-    job.wait()
+    job.wait_saying(console.print)
     console.print(job.line() + ("" if job.returncode == 0 else "; starting it here"))
 
 

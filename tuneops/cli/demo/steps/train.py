@@ -43,7 +43,9 @@ def run(state: DemoState) -> DemoState:
         pending_training=result,
         merged_dir=result.merged_dir,
         dev_recall=recall[-1][1] if recall else None,
-        base_dev_answers=start_base_dev_answers(state) if recall else None,
+        base_dev_answers=(
+            start_base_dev_answers(state, config.eval.recall_questions) if recall else None
+        ),
     )
 
 
