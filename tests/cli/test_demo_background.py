@@ -94,15 +94,6 @@ def test_a_jobs_time_is_when_it_ended_not_when_it_was_waited_for(tmp_path):
     assert job.line() == f"quick: done in the background in {job.seconds:.0f} s"
 
 
-def _until(condition, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_the_next_job_starts_when_the_first_ends_well_and_not_after_a_failure(tmp_path):
     from tuneops.cli.demo.background import BackgroundJob
 
@@ -111,7 +102,8 @@ def test_the_next_job_starts_when_the_first_ends_well_and_not_after_a_failure(tm
     first.after = then
     first.start()
     assert then.proc is None  # not before the first has ended
-    assert _until(lambda: then.proc is not None)
+    assert first.wait() == 0
+    assert then.proc is not None  # whoever waited for the first finds the next one started
     assert then.wait() == 0 and then.started >= first.started + 0.5
 
     failed = BackgroundJob("failed", ["false"], tmp_path / "3.log", niceness=0)

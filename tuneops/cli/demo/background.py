@@ -44,6 +44,9 @@ class BackgroundJob:
     returncode: int | None = field(default=None)
     # Started by this job's watcher as soon as this job ends with exit code 0.
     after: BackgroundJob | None = None
+    # Set by the watcher once it has dealt with ``after``: ``wait()`` returns only then, so
+    # whoever waited for this job finds ``after`` started (or, after a failure, never started).
+    watched: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> BackgroundJob:
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -70,8 +73,11 @@ class BackgroundJob:
     def _watch(self) -> None:
         code = self.proc.wait()
         self._ended()
-        if code == 0 and self.after is not None:
-            self.after.start()
+        try:
+            if code == 0 and self.after is not None:
+                self.after.start()
+        finally:
+            self.watched.set()
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -87,6 +93,7 @@ class BackgroundJob:
             return None
         self.returncode = self.proc.wait()
         self._ended()
+        self.watched.wait()
         return self.returncode
 
     def wait_saying(self, say: Callable[[str], object]) -> int | None:
