@@ -19,9 +19,10 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from workloads.serve import metrics
+from workloads.serve import batch_cache, metrics
 from workloads.serve.sequence import (
     Event,
     SamplingParams,
@@ -56,6 +57,7 @@ class Engine:
         max_prefill_batch: int = 16,
         max_queue: int = 256,
         model_name: str = "model",
+        compact_at: float = 0.0,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -65,6 +67,9 @@ class Engine:
         self.max_prefill_batch = max_prefill_batch
         self.max_queue = max_queue
         self.model_name = model_name
+        # Finished rows stay in the batch (decoded, their tokens ignored) until they are more
+        # than this share of it: dropping rows copies the whole KV cache. 0: dropped at once.
+        self.compact_at = compact_at
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
@@ -141,7 +146,36 @@ class Engine:
 
     @property
     def running(self) -> int:
-        return len(self._active)
+        return sum(1 for seq in list(self._active) if seq.finish_reason is None)
+
+    def run_batch(
+        self,
+        prompts: list[list[int]],
+        params: SamplingParams,
+        on_finished: Callable[[int], None] | None = None,
+    ) -> list[Sequence]:
+        """Generate every prompt in the calling thread, with no server thread or event loop
+        (batch jobs: evaluation). The caller's torch settings, such as autocast, apply.
+        ``on_finished(n)`` hears how many sequences ended at each step. A failed generation
+        raises ``RuntimeError`` with its message."""
+        import torch
+
+        if self._thread is not None:
+            raise RuntimeError("run_batch needs an engine whose server thread is not started")
+        seqs = [Sequence(next(self._ids), list(ids), params) for ids in prompts]
+        self._pending.extend(seqs)
+        ended = 0
+        with torch.inference_mode():
+            while self._pending or self._active:
+                self._step()
+                now = sum(seq.finish_reason is not None for seq in seqs)
+                if on_finished and now > ended:
+                    on_finished(now - ended)
+                ended = now
+        failed = next((seq for seq in seqs if seq.finish_reason == "error"), None)
+        if failed is not None:
+            raise RuntimeError(failed.error or "generation failed")
+        return seqs
 
     # ---- engine thread -----------------------------------------------------------------
     def _run(self) -> None:
@@ -164,7 +198,7 @@ class Engine:
                 except Exception as exc:  # a bug or OOM must fail requests, not the server
                     log.exception("generation step failed")
                     self._fail_all(f"generation failed: {type(exc).__name__}: {exc}")
-                metrics.RUNNING.set(len(self._active))
+                metrics.RUNNING.set(self.running)
 
     def _take_pending(self) -> list[Sequence]:
         with self._cond:  # a waiting request whose client went away gives its place back now
@@ -194,6 +228,8 @@ class Engine:
         return taken
 
     def _step(self) -> None:
+        if self._pending and len(self._live_rows()) < len(self._active):
+            self._select(self._live_rows())  # finished rows give their places to waiting ones
         admitted = self._take_pending()
         self._admitted = admitted
         if admitted:
@@ -252,15 +288,7 @@ class Engine:
             self._active, self._cache, self._mask = list(seqs), cache, mask
             self._last = tokens.view(-1, 1)
             return
-        old_len, new_len = self._mask.shape[1], mask.shape[1]
-        width = max(old_len, new_len)
-        old_layers, new_layers = self._cache.layers, cache.layers
-        for old, new in zip(old_layers, new_layers, strict=True):
-            old.keys = torch.cat([_pad_left(old.keys, width), _pad_left(new.keys, width)], dim=0)
-            old.values = torch.cat(
-                [_pad_left(old.values, width), _pad_left(new.values, width)], dim=0
-            )
-        self._mask = torch.cat([_pad_left_2d(self._mask, width), _pad_left_2d(mask, width)], dim=0)
+        self._mask = batch_cache.join(self._cache, self._mask, cache, mask)
         self._last = torch.cat([self._last, tokens.view(-1, 1)], dim=0)
         self._active.extend(seqs)
 
@@ -281,10 +309,24 @@ class Engine:
             use_cache=True,
         )
         tokens = sample_tokens(out.logits[:, -1, :], self._active)
-        keep = self._advance(self._active, tokens)
+        live = self._live_rows()
+        if len(live) < len(self._active):  # finished rows still in the batch: no new token
+            picked = tokens[torch.tensor(live, dtype=torch.long, device=tokens.device)]
+            keep = [live[i] for i in self._advance([self._active[r] for r in live], picked)]
+        else:
+            keep = self._advance(self._active, tokens)
         self._last = tokens.view(-1, 1)
-        if len(keep) < len(self._active):
+        finished = len(self._active) - len(keep)
+        if finished and (not keep or finished > self.compact_at * len(self._active)):
             self._select(keep)
+
+    def _live_rows(self) -> list[int]:
+        """Rows of the running batch whose sequence is still generating."""
+        return [
+            row
+            for row, seq in enumerate(self._active)
+            if seq.finish_reason is None and not seq.cancelled
+        ]
 
     def _advance(self, seqs: list[Sequence], tokens: Any) -> list[int]:
         """Give each sequence its new token; return the rows that keep going."""
@@ -319,18 +361,9 @@ class Engine:
         if not keep:
             self._active, self._cache, self._mask, self._last = [], None, None, None
             return
-        index = torch.tensor(keep, device=self.device)
-        self._cache.batch_select_indices(index)
-        self._mask = self._mask[index]
-        self._last = self._last[index]
+        self._mask = batch_cache.keep_rows(self._cache, self._mask, keep)
+        self._last = self._last[torch.tensor(keep, device=self.device)]
         self._active = [self._active[i] for i in keep]
-        used = self._mask.sum(0).nonzero()
-        first = int(used[0]) if used.numel() else 0
-        if first > 0:
-            self._mask = self._mask[:, first:]
-            for layer in self._cache.layers:
-                layer.keys = layer.keys[:, :, first:, :]
-                layer.values = layer.values[:, :, first:, :]
 
     def _abort_all(self, message: str) -> None:
         """Fail every queued and decoding sequence (the drain deadline has passed)."""
@@ -355,23 +388,3 @@ class Engine:
             if seq.finish_reason is None:
                 seq.finish_reason = "error"
                 seq.send(Event("error", text=message))
-
-
-def _pad_left(tensor: Any, width: int) -> Any:
-    import torch
-
-    missing = width - tensor.shape[-2]
-    if missing <= 0:
-        return tensor
-    shape = list(tensor.shape)
-    shape[-2] = missing
-    return torch.cat([tensor.new_zeros(shape), tensor], dim=-2)
-
-
-def _pad_left_2d(mask: Any, width: int) -> Any:
-    import torch
-
-    missing = width - mask.shape[1]
-    if missing <= 0:
-        return mask
-    return torch.cat([mask.new_zeros((mask.shape[0], missing)), mask], dim=1)

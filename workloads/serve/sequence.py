@@ -52,13 +52,17 @@ class Sequence:
     id: int
     prompt_ids: list[int]
     params: SamplingParams
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue
+    # The loop that submitted it and the queue its events go to; None for a batch job, which
+    # reads the sequence when it ends.
+    loop: asyncio.AbstractEventLoop | None = None
+    queue: asyncio.Queue | None = None
     submitted: float = field(default_factory=time.perf_counter)
     generated: list[int] = field(default_factory=list)
     emitted: str = ""
     finish_reason: str | None = None
     first_token_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None  # why it failed, when its finish_reason is "error"
     cancelled: bool = False
 
     @property
@@ -70,6 +74,10 @@ class Sequence:
 
     def send(self, event: Event) -> None:
         """Hand ``event`` to the submitting loop (safe from any thread)."""
+        if event.kind == "error":
+            self.error = event.text
+        if self.loop is None or self.queue is None:
+            return
         try:
             self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
         except RuntimeError:  # the submitting loop is gone: nobody is listening
@@ -77,6 +85,8 @@ class Sequence:
 
     async def events(self):
         """Yield events until the sequence finishes (or fails)."""
+        if self.queue is None:
+            raise RuntimeError("a batch job's sequence has no event queue")
         while True:
             event = await self.queue.get()
             yield event
@@ -125,6 +135,7 @@ def finish(seq: Sequence, tokenizer: Any, reason: str, *, hit_stop: bool = False
             seq.send(Event("delta", text[len(seq.emitted) :]))
             seq.emitted = text
     seq.finish_reason = reason
+    seq.finished_at = time.perf_counter()
     seq.send(Event("done", finish_reason=reason))
 
 
