@@ -112,7 +112,7 @@ bench-train: setup ## project training defaults vs plain TRL SFTTrainer defaults
 bench-serve: setup ## model server vs one-generate-per-request FastAPI baseline, under abuse, and a 5-minute soak
 	$(PY) scripts/bench_serve.py
 
-bench-eval: setup ## batched eval generation vs one prompt per generate() call
+bench-eval: setup ## batched eval generation vs one prompt at a time
 	$(PY) scripts/bench_eval.py
 
 # gpu-check runs on a CUDA machine's own Python (the project's .venv where there is one), with

@@ -1,7 +1,7 @@
-"""Benchmark: batched evaluation generation vs one prompt per generate() call.
+"""Benchmark: batched evaluation generation vs one prompt at a time.
 
 Baseline: the same model, same greedy decoding and same questions, generated one prompt at a
-time (batch size 1), the way a naive evaluation loop calls generate(). Prints both throughputs,
+time (batch size 1), the way a naive evaluation loop asks. Prints both throughputs,
 the speed-up ratio, and whether the answers are identical.
 
     .venv/bin/python scripts/bench_eval.py [--model REF] [--questions 32] [--batch-size 16]

@@ -26,7 +26,7 @@ class GenerationConfig(StrictModel):
     system_prompt: str | None = None
     max_new_tokens: int = Field(default=128, ge=1, le=4096)
     max_input_tokens: int = Field(default=1024, ge=16)
-    batch_size: int = Field(default=64, ge=1)
+    batch_size: int = Field(default=160, ge=1)
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     repetition_penalty: float = Field(default=1.0, gt=0)
     threads: int | None = Field(default=None, ge=1)

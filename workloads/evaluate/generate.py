@@ -3,6 +3,11 @@
 Both give, per prompt, the answer text, how many tokens it has, whether it ended with the
 end-of-turn token within the budget, and its latency. Decoding is greedy and fixed by config so
 that two runs of the same model give the same answers.
+
+A local model decodes each batch with the model server's engine (``workloads.serve.engine``)
+run in this thread: an answer that has ended leaves the batch, where ``generate()`` would go on
+computing it until the batch's longest answer ends. A repetition penalty, which the engine does
+not apply, goes through ``generate()``.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ class Generation:
     text: str
     answer_tokens: int | None  # None when an endpoint does not report usage
     finished: bool  # ended with end-of-turn within the budget
-    latency_s: float  # what a caller waited for this answer (its batch's wall time)
+    latency_s: float  # from its batch's start until it ended (generate(): the batch's end)
     gen_seconds: float  # this answer's share of generation time, for throughput
 
 
@@ -85,8 +90,9 @@ class LocalGenerator:
         if eos is None:
             eos = self.tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        self._engine = None
 
-    def _encode(self, prompts: Sequence[Messages]):
+    def _encode(self, prompts: Sequence[Messages], **kwargs):
         texts = [
             self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
             for m in prompts
@@ -94,17 +100,49 @@ class LocalGenerator:
         self.tokenizer.truncation_side = "left"
         return self.tokenizer(
             texts,
-            return_tensors="pt",
-            padding=True,
             truncation=True,
             max_length=self.config.max_input_tokens,
             add_special_tokens=False,
+            **kwargs,
         )
 
-    def _generate_batch(self, prompts: Sequence[Messages]) -> list[Generation]:
+    def _engine_batch(self, prompts: Sequence[Messages], progress) -> list[Generation]:
+        from workloads.serve.engine import Engine
+        from workloads.serve.sequence import SamplingParams
+
+        if self._engine is None:
+            size = self.config.batch_size
+            self._engine = Engine(
+                self.model,
+                self.tokenizer,
+                device=self.model.device,
+                max_batch=size,
+                max_prefill_batch=size,
+                max_queue=size,
+                wait_ms=0,
+                compact_at=0.25,  # 136 answers: 0.86x the time of dropping each row as it ends
+                model_name=self.label,
+            )
+        ids = self._encode(prompts)["input_ids"]
+        started = time.perf_counter()
+        params = SamplingParams(max_tokens=self.config.max_new_tokens)
+        seqs = self._engine.run_batch(ids, params, on_finished=progress)
+        elapsed = time.perf_counter() - started
+        return [
+            Generation(
+                text=self.tokenizer.decode(seq.generated, skip_special_tokens=True).strip(),
+                answer_tokens=len(seq.generated),
+                finished=seq.finish_reason == "stop",
+                latency_s=(seq.finished_at or started + elapsed) - started,
+                gen_seconds=elapsed / len(seqs),
+            )
+            for seq in seqs
+        ]
+
+    def _hf_batch(self, prompts: Sequence[Messages], progress) -> list[Generation]:
         import torch
 
-        enc = self._encode(prompts).to(self.model.device)
+        enc = self._encode(prompts, return_tensors="pt", padding=True).to(self.model.device)
         started = time.perf_counter()
         with torch.inference_mode():
             out = self.model.generate(
@@ -131,6 +169,8 @@ class LocalGenerator:
                     gen_seconds=elapsed / len(new),
                 )
             )
+        if progress:
+            progress(len(results))
         return results
 
     def generate(
@@ -139,14 +179,15 @@ class LocalGenerator:
         # Batch prompts of similar length together: less padding, same answers.
         order = sorted(range(len(prompts)), key=lambda i: len(str(prompts[i])))
         results: list[Generation | None] = [None] * len(prompts)
+        run = self._engine_batch if self.config.repetition_penalty == 1.0 else self._hf_batch
         for idx in balanced_batches(order, self.config.batch_size):
-            for i, gen in zip(idx, self._generate_batch([prompts[i] for i in idx]), strict=True):
+            batch = run([prompts[i] for i in idx], progress)
+            for i, gen in zip(idx, batch, strict=True):
                 results[i] = gen
-            if progress:
-                progress(len(idx))
         return [r for r in results if r is not None]
 
     def close(self) -> None:
+        self._engine = None
         del self.model
 
 
