@@ -139,3 +139,43 @@ def _ensure_with_a_slow_conversion(calls: str) -> str:
 
     embedded.convert_embedded = convert
     return str(embedded.ensure_embedded("smollm2-135m-instruct"))
+
+
+def test_a_run_and_its_registered_version_share_one_download(
+    tiny_model_dir, mlflow_uri, tmp_path, monkeypatch
+):
+    """``runs:/<run>/model`` (evaluation) and ``models:/name/<n>`` made from it (the model
+    server) are one logged model: the second reference finds the first one's copy."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("TUNEOPS_CACHE_DIR", str(tmp_path / "cache"))
+    mlflow.set_tracking_uri(mlflow_uri)
+    client = MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)
+    with mlflow.start_run() as run:
+        logged = mlflow.initialize_logged_model(name="model", source_run_id=run.info.run_id)
+        client.log_model_artifacts(logged.model_id, str(tiny_model_dir))
+        mlflow.finalize_logged_model(logged.model_id, "READY")
+    client.create_registered_model("assistant")
+    client.create_model_version(
+        "assistant", f"models:/{logged.model_id}", run_id=run.info.run_id, model_id=logged.model_id
+    )
+    downloads: list[str] = []
+    real = mlflow.artifacts.download_artifacts
+
+    def counted(*args, **kwargs):
+        downloads.append(kwargs.get("artifact_uri") or args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", counted)
+    by_run = resolve_model(f"runs:/{run.info.run_id}/model", tracking_uri=mlflow_uri)
+    by_version = resolve_model("models:/assistant/1", tracking_uri=mlflow_uri)
+    by_id = resolve_model(f"models:/{logged.model_id}", tracking_uri=mlflow_uri)
+    assert by_run == by_version == by_id
+    assert (by_run / "config.json").is_file()
+    assert downloads == [f"runs:/{run.info.run_id}/model"]
+    # A reference MLflow cannot tie to a logged model keeps a copy of its own.
+    with mlflow.start_run() as plain:
+        mlflow.log_artifacts(str(tiny_model_dir), artifact_path="model")
+    other = resolve_model(f"runs:/{plain.info.run_id}/model", tracking_uri=mlflow_uri)
+    assert other != by_run and len(downloads) == 2

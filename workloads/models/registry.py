@@ -82,6 +82,46 @@ def require_version(
     return found
 
 
+def run_logged_model(client, run, name: str) -> str | None:
+    """The id of the logged model ``name`` that ``run`` wrote (MLflow 3), or None: an older
+    store, or a model logged as plain artifacts."""
+    try:
+        found = client.search_logged_models(
+            experiment_ids=[run.info.experiment_id],
+            filter_string=f"source_run_id = '{run.info.run_id}'",
+        )
+    except Exception as exc:  # stores without logged models; the artifact path still works
+        log.debug("no logged-model search: %s", exc)
+        return None
+    return next((model.model_id for model in found if model.name == name), None)
+
+
+def logged_model_id(ref: str, *, tracking_uri: str | None = None) -> str | None:
+    """The logged model a ``runs:/<run>/<name>`` or ``models:/...`` reference comes down to,
+    so that one download serves both; None when MLflow does not say."""
+    from mlflow.exceptions import MlflowException
+
+    parsed = parse_ref(ref)
+    client = registry_client(tracking_uri)
+    try:
+        if parsed.kind == "runs":
+            name = parsed.text[len("runs:/") :].partition("/")[2].strip("/")
+            return run_logged_model(client, client.get_run(parsed.name), name) if name else None
+        if parsed.is_registry and not parsed.alias:
+            if parsed.version is None:  # models:/<model id>
+                return parsed.name if parsed.name.startswith("m-") else None
+            version = client.get_model_version(parsed.name, parsed.version)
+            if model_id := getattr(version, "model_id", None):
+                return model_id
+            # Stores that keep no model id on the version still name its source.
+            source = parse_ref(version.source) if version.source else None
+            if source and (source.kind == "runs" or (source.is_registry and not source.version)):
+                return logged_model_id(source.text, tracking_uri=tracking_uri)
+    except (MlflowException, UserError) as exc:  # a missing run, an odd source: no sharing
+        log.debug("%s: no logged model found: %s", ref, exc)
+    return None
+
+
 def pin_alias(ref: str, *, tracking_uri: str | None = None) -> str:
     """``models:/name@alias`` -> ``models:/name/<version>`` it names right now; others as given."""
     parsed = parse_ref(ref)

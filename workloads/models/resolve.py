@@ -17,7 +17,7 @@ from tuneops.core.paths import default_tracking_uri
 from tuneops.core.s3 import download_prefix, split_uri
 from workloads.models.embedded import ensure_embedded, models_cache
 from workloads.models.refs import DEFAULT_MODEL, parse_ref
-from workloads.models.registry import pin_alias
+from workloads.models.registry import logged_model_id, pin_alias
 
 
 def _digest(ref: str) -> str:
@@ -59,7 +59,11 @@ def _resolve_mlflow(ref: str, tracking_uri: str) -> Path:
     from mlflow.exceptions import MlflowException
 
     mlflow.set_tracking_uri(tracking_uri)
-    target = models_cache() / "mlflow" / _digest(ref + tracking_uri)
+    # A run's model and the registered version made from it are one logged model: cached
+    # under its id, the weights are fetched once (evaluation, then the model server).
+    model_id = logged_model_id(ref, tracking_uri=tracking_uri)
+    key = f"logged-model:{model_id}" if model_id else ref
+    target = models_cache() / "mlflow" / _digest(key + tracking_uri)
     if not target.exists():
         try:
             with atomic_dir(target) as tmp:

@@ -21,6 +21,7 @@ from typing import Any
 
 from tuneops.core.errors import UserError
 from tuneops.core.gitmeta import git_commit
+from workloads.models.registry import run_logged_model
 from workloads.registry.card import render_card
 from workloads.registry.config import RegistryConfig
 from workloads.registry.gate import GateDecision, GateRefusedError, evaluate_gate
@@ -53,20 +54,9 @@ class Registration:
 def _logged_model_source(client: Any, run: Any, artifact_path: str) -> tuple[str, str | None]:
     """The source URI of a run's model: its MLflow logged model if there is one, else the
     run's artifact folder (a plain HF directory logged as artifacts)."""
-    import mlflow
-
-    try:
-        found = mlflow.search_logged_models(
-            experiment_ids=[run.info.experiment_id],
-            filter_string=f"source_run_id = '{run.info.run_id}'",
-            output_format="list",
-        )
-    except Exception as exc:  # older stores lack logged models; the artifact path still works
-        log.debug("no logged-model search: %s", exc)
-        found = []
-    for model in found:
-        if model.name == artifact_path:
-            return f"models:/{model.model_id}", model.model_id
+    model_id = run_logged_model(client, run, artifact_path)
+    if model_id:
+        return f"models:/{model_id}", model_id
     if not client.list_artifacts(run.info.run_id, artifact_path):
         raise UserError(
             f"run {run.info.run_id} has no model at {artifact_path!r}: train with `tuneops train` "
