@@ -2,7 +2,9 @@
 
 Resolved copies live under ``<cache>/models`` and are written atomically. An alias
 (``models:/name@champion``) is pinned to its version first, so the cache never hands out the
-model an alias named before a promotion.
+model an alias named before a promotion. MLflow references are cached under the logged model
+they come down to, when MLflow names one, so a run's model and its registered version share a
+copy.
 """
 
 from __future__ import annotations
