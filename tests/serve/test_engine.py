@@ -42,6 +42,22 @@ async def collect(seq):
     raise AssertionError("no final event")
 
 
+def run_then_stop(engine, run):
+    """``asyncio.run(run())`` against the started ``engine``, which is stopped afterwards."""
+    try:
+        return asyncio.run(run())
+    finally:
+        engine.stop()
+
+
+def assert_as_generate(tiny, prompts, lengths, seqs, results) -> None:
+    """Each sequence's tokens are generate()'s, and its streamed text adds up to them."""
+    for ids, n, seq, (text, final) in zip(prompts, lengths, seqs, results, strict=True):
+        assert seq.generated == reference_ids(tiny, ids, n)
+        assert text == tiny.tokenizer.decode(seq.generated, skip_special_tokens=True)
+        assert final.finish_reason == ("length" if len(seq.generated) == n else "stop")
+
+
 def test_staggered_batched_generation_matches_generate(tiny):
     tok = tiny.tokenizer
     texts = [
@@ -68,14 +84,8 @@ def test_staggered_batched_generation_matches_generate(tiny):
                     await asyncio.sleep(0.001)
         return await asyncio.gather(*(collect(s) for s in seqs)), seqs
 
-    try:
-        results, seqs = asyncio.run(run())
-    finally:
-        engine.stop()
-    for ids, n, seq, (text, final) in zip(prompts, lengths, seqs, results, strict=True):
-        assert seq.generated == reference_ids(tiny, ids, n)
-        assert text == tok.decode(seq.generated, skip_special_tokens=True)
-        assert final.finish_reason == ("length" if len(seq.generated) == n else "stop")
+    results, seqs = run_then_stop(engine, run)
+    assert_as_generate(tiny, prompts, lengths, seqs, results)
 
 
 def test_stop_strings_and_sampling_per_sequence(tiny):

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from tests.serve.test_engine import collect, reference_ids
+from tests.serve.test_engine import assert_as_generate, collect, reference_ids, run_then_stop
 from workloads.models.load import load_model
 from workloads.serve.engine import Engine
 from workloads.serve.sequence import SamplingParams
@@ -56,14 +56,9 @@ def test_finished_rows_wait_for_compaction_and_change_no_token(tiny):
         ]
         return await asyncio.gather(*(collect(s) for s in seqs)), seqs
 
-    try:
-        results, seqs = asyncio.run(run())
-    finally:
-        engine.stop()
-    for ids, n, seq, (text, final) in zip(prompts, lengths, seqs, results, strict=True):
-        assert seq.generated == reference_ids(tiny, ids, n)
-        assert text == tok.decode(seq.generated, skip_special_tokens=True)
-        assert final.finish_reason == "length"
+    results, seqs = run_then_stop(engine, run)
+    assert_as_generate(tiny, prompts, lengths, seqs, results)
+    assert {seq.finish_reason for seq in seqs} == {"length"}
     # Six rows ended at six different steps; with half the batch allowed to be finished rows,
     # the cache was cut down fewer times than that (at once: one cut per ending row).
     assert 0 < len(kept) < len(TEXTS)
