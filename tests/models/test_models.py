@@ -149,8 +149,10 @@ def test_a_run_and_its_registered_version_share_one_download(
     import mlflow
     from mlflow import MlflowClient
 
+    from tuneops.core.tracking import use_experiment
+
     monkeypatch.setenv("TUNEOPS_CACHE_DIR", str(tmp_path / "cache"))
-    mlflow.set_tracking_uri(mlflow_uri)
+    use_experiment("shared-download", mlflow_uri)  # not whichever one an earlier test left active
     client = MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)
     with mlflow.start_run() as run:
         logged = mlflow.initialize_logged_model(name="model", source_run_id=run.info.run_id)
