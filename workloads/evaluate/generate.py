@@ -129,15 +129,19 @@ class LocalGenerator:
         seqs = self._engine.run_batch(ids, params, on_finished=progress)
         elapsed = time.perf_counter() - started
         return [
-            Generation(
-                text=self.tokenizer.decode(seq.generated, skip_special_tokens=True).strip(),
-                answer_tokens=len(seq.generated),
+            self._answer(
+                seq.generated,
                 finished=seq.finish_reason == "stop",
                 latency_s=(seq.finished_at or started + elapsed) - started,
                 gen_seconds=elapsed / len(seqs),
             )
             for seq in seqs
         ]
+
+    def _answer(self, ids: list[int], **timing_and_end) -> Generation:
+        """One answer from its generated token ids (the end-of-turn token not among them)."""
+        text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        return Generation(text=text, answer_tokens=len(ids), **timing_and_end)
 
     def _hf_batch(self, prompts: Sequence[Messages], progress) -> list[Generation]:
         import torch
@@ -161,9 +165,8 @@ class LocalGenerator:
             stop = next((i for i, tok in enumerate(ids) if tok in self.eos_ids), None)
             kept = ids if stop is None else ids[:stop]
             results.append(
-                Generation(
-                    text=self.tokenizer.decode(kept, skip_special_tokens=True).strip(),
-                    answer_tokens=len(kept),
+                self._answer(
+                    kept,
                     finished=stop is not None,
                     latency_s=elapsed,
                     gen_seconds=elapsed / len(new),

@@ -228,8 +228,10 @@ class Engine:
         return taken
 
     def _step(self) -> None:
-        if self._pending and len(self._live_rows()) < len(self._active):
-            self._select(self._live_rows())  # finished rows give their places to waiting ones
+        if self._pending and self._active:
+            live = self._live_rows()
+            if len(live) < len(self._active):
+                self._select(live)  # finished rows give their places to waiting ones
         admitted = self._take_pending()
         self._admitted = admitted
         if admitted:
