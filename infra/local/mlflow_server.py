@@ -75,7 +75,11 @@ class MlflowServerService(Service):
         )
 
     def environment(self) -> dict[str, str]:
-        return moto_environment(self.s3_endpoint, self.region)
+        job_execution = "true" if self.settings.mlflow.job_execution else "false"
+        return {
+            **moto_environment(self.s3_endpoint, self.region),
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": job_execution,
+        }
 
     def command(self) -> list[str]:
         return [

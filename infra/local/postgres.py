@@ -58,6 +58,10 @@ class MlflowSettings(StrictModel):
     artifacts_bucket: str | None = None
     artifacts_prefix: str = "mlflow"
     workers: int = Field(1, ge=1)
+    # MLflow's server-side job runner (Huey consumers for its GenAI jobs: scorers, prompt
+    # optimisation, trace rollups). Nothing here submits such jobs; on, it starts seven more
+    # Python processes that import MLflow (about 25 s of CPU at every start).
+    job_execution: bool = False
 
 
 class ModelServerSettings(StrictModel):

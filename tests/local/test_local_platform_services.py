@@ -143,6 +143,19 @@ def test_start_is_idempotent_and_status_reports_health(platform):
 
 
 @pytest.mark.e2e
+def test_mlflow_runs_without_its_job_runner(platform):
+    """The tracking server and its uvicorn worker only: none of MLflow's Huey job consumers,
+    which the platform never uses (``mlflow.job_execution: false``)."""
+    import psutil
+
+    server = psutil.Process(platform["mlflow"].pid())
+    commands = [" ".join(p.cmdline()) for p in [server, *server.children(recursive=True)]]
+    assert any("uvicorn" in command for command in commands), commands
+    assert not [c for c in commands if "huey" in c or "_job_runner" in c], commands
+    assert platform["mlflow"].environment()["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+
+
+@pytest.mark.e2e
 def test_mlflow_refuses_to_start_without_its_bucket(platform, tmp_path):
     settings = platform["settings"].model_copy(deep=True)
     settings.mlflow.artifacts_bucket = "no-such-bucket"
