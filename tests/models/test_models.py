@@ -181,3 +181,50 @@ def test_a_run_and_its_registered_version_share_one_download(
         mlflow.log_artifacts(str(tiny_model_dir), artifact_path="model")
     other = resolve_model(f"runs:/{plain.info.run_id}/model", tracking_uri=mlflow_uri)
     assert other != by_run and len(downloads) == 2
+
+
+@pytest.mark.slow
+def test_the_conversion_reads_the_gguf_once_and_writes_what_transformers_writes(
+    tmp_path, monkeypatch, embedded_tokenizer_dir
+):
+    """``convert_embedded`` (one parse of the GGUF header, the tokenizer the dataset step read
+    already) leaves the same bytes as transformers' own conversion, and gives gguf's functions
+    back as they were."""
+    import hashlib
+    import shutil
+
+    import gguf
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from workloads.models import embedded
+
+    monkeypatch.setenv("TUNEOPS_CACHE_DIR", str(tmp_path / "cache"))
+    name = "smollm2-135m-instruct"
+    shutil.copytree(embedded_tokenizer_dir, embedded.tokenizer_cache(name))
+    source = embedded.embedded_gguf_path(name)
+    parsed: list[str] = []
+    real_reader = gguf.GGUFReader
+
+    def counted_reader(*args, **kwargs):
+        parsed.append(str(args[0]))
+        return real_reader(*args, **kwargs)
+
+    monkeypatch.setattr(gguf, "GGUFReader", counted_reader)
+    ours = embedded.convert_embedded(name, tmp_path / "ours")
+    assert parsed == [str(source)]
+    assert gguf.GGUFReader is counted_reader
+    monkeypatch.setattr(gguf, "GGUFReader", real_reader)
+
+    theirs = tmp_path / "theirs"
+    tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+    model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name)
+    model.hf_quantizer = None
+    del model.config.quantization_config
+    model.save_pretrained(theirs)
+    tokenizer.save_pretrained(theirs)
+
+    def digests(folder):
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+
+    assert digests(ours) == digests(theirs)
+    assert "model.safetensors" in digests(ours)
