@@ -190,6 +190,11 @@ def test_the_development_questions_are_asked_at_every_evaluation(
 
 
 def test_the_development_questions_asked_once_at_the_end(four_layer_model, snapshot_dir, tmp_path):
+    from mlflow import MlflowClient
+    from transformers import AutoModelForCausalLM
+
+    from workloads.train.recall import RecallProbe
+
     questions = tmp_path / "dev.jsonl"
     questions.write_text(
         json.dumps(
@@ -211,6 +216,58 @@ def test_the_development_questions_asked_once_at_the_end(four_layer_model, snaps
         "eval.every_epoch=true",
         f"eval.recall_questions={questions}",
         "optim.epochs=2",
+        "merge=true",
+        "precision=fp32",
     )
     ((step, value),) = result.extra["recall_history"]
     assert step == result.global_step and 0.0 <= value <= 1.0
+    logged = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_metric_history(
+        result.run_id, "eval_key_fact_recall"
+    )
+    assert [(m.step, m.value) for m in logged] == [(step, value)]
+    # Asked of the merged model as evaluation loads it (from its folder, Linear weights
+    # prepacked): the same answers as that model in memory, and the recall logged.
+    probe = RecallProbe(str(questions), None, result.merged_dir, "fp32")
+    saved = probe.saved_answers(result.merged_dir)
+    in_memory = AutoModelForCausalLM.from_pretrained(result.merged_dir, dtype=torch.float32)
+    assert any(answer.text for answer in saved)
+    assert [a.text for a in saved] == [a.text for a in probe.answers(in_memory)]
+    assert probe.ask_saved(result.merged_dir)["eval_key_fact_recall"] == value
+
+
+def test_the_thread_policy_holds_from_the_first_evaluation(
+    four_layer_model, snapshot_dir, tmp_path, monkeypatch
+):
+    """``threads``: the count asked for applies to the validation loss taken before the first
+    step too, and the count is given back at the end."""
+    from workloads.train.sft_trainer import CountingSFTTrainer
+
+    seen: list[int] = []
+    real = CountingSFTTrainer.evaluate
+
+    def counted(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(CountingSFTTrainer, "evaluate", counted)
+    before = torch.get_num_threads()
+    if before < 2:
+        torch.set_num_threads(2)
+    default = torch.get_num_threads()
+    try:
+        cfg = config_for(
+            four_layer_model,
+            snapshot_dir,
+            tmp_path / "threads",
+            "data.max_length=128",
+            "optim.max_steps=2",
+            "lora.top_layers=2",
+            "checkpoint.every_steps=0",
+            "merge=false",
+            "tracking.log_model=false",
+        )
+        run_training(cfg, threads=lambda: 1)
+        assert seen and seen[0] == 1  # eval_on_start, before any step
+        assert torch.get_num_threads() == default
+    finally:
+        torch.set_num_threads(before)

@@ -55,10 +55,16 @@ class RecallProbe:
         return contextlib.nullcontext()
 
     def __call__(self, model: Any) -> dict[str, float]:
+        return self._score(self.answers(model))
+
+    def ask_saved(self, model_dir: Path) -> dict[str, float]:
+        return self._score(self.saved_answers(model_dir))
+
+    def answers(self, model: Any) -> list:
+        """The answers of a model in memory (the one training), in the training's precision."""
         import torch
 
         from workloads.evaluate.generate import LocalGenerator
-        from workloads.evaluate.metrics import key_fact_recall
 
         generator = LocalGenerator.from_model(
             "training", self.generation, model, self.tokenizer, self.precision, "as trained"
@@ -70,6 +76,28 @@ class RecallProbe:
                 answers = generator.generate(self.prompts)
         finally:
             model.train(was_training)
+        return answers
+
+    def saved_answers(self, model_dir: Path) -> list:
+        """The same questions asked of a saved model (the run's merged one), loaded as
+        evaluation loads it: in the training's precision, its Linear weights prepacked for the
+        CPU. The trained model in memory still carries its adapters beside the frozen weights
+        and cannot be prepacked; asked this way, 46 answers took 12.8 s instead of 21.6 s
+        (fp32, 2 threads)."""
+        from workloads.evaluate.generate import LocalGenerator
+
+        dtype = {"bf16": "bfloat16", "fp32": "float32"}.get(self.precision, "auto")
+        config = self.generation.model_copy(update={"dtype": dtype, "cpu_prepack": True})
+        generator = LocalGenerator(str(model_dir), config)
+        try:
+            answers = generator.generate(self.prompts)
+        finally:
+            generator.close()
+        return answers
+
+    def _score(self, answers) -> dict[str, float]:
+        from workloads.evaluate.metrics import key_fact_recall
+
         scores = [
             key_fact_recall(a.text, item["key_facts"])
             for a, item in zip(answers, self.items, strict=True)

@@ -52,9 +52,10 @@ class CountingSFTTrainer(SFTTrainer):
             metrics.update(self.ask_recall())
         return metrics
 
-    def ask_recall(self) -> dict[str, float]:
-        """The development questions' key-fact recall of the weights as they are, logged."""
-        recall = self.recall_probe(self.model)
+    def ask_recall(self, saved=None) -> dict[str, float]:
+        """The development questions' key-fact recall of the weights as they are (or of the
+        model saved in the folder ``saved``), logged."""
+        recall = self.recall_probe.ask_saved(saved) if saved else self.recall_probe(self.model)
         self.log(recall)
         return recall
 

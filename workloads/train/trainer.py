@@ -80,6 +80,7 @@ class Fit:
     history: list[tuple[int, float]] = field(default_factory=list)  # (step, validation loss)
     recall: list[tuple[int, float]] = field(default_factory=list)  # (step, validation recall)
     frozen: dict[str, int] | None = None  # what the frozen layers' store did (frozen_layers)
+    recall_after_merge: bool = False  # the final recall is asked of the merged model
 
 
 def run_training(
@@ -204,6 +205,9 @@ def train(run: TrainRun) -> TrainResult:
     fit = fit_model(run, trainer, counters)
     if run.is_main:
         save_outputs(run, trainer, counters)
+        if fit.recall_after_merge:
+            trainer.ask_recall(saved=run.merged_dir)
+            fit.recall = list(counters.recall_history)
     result = make_result(run, trainer.state.global_step, counters, fit)
     if live:
         tracking.log_run_end(run, result)
@@ -232,15 +236,38 @@ def fit_model(run: TrainRun, trainer, counters) -> Fit:
     eval_before = counters.eval_history[0][1] if trainer.args.eval_on_start else None
     history = list(counters.eval_history)  # during training; below: the weights kept
     every, trainer.recall_every = trainer.recall_every, False  # in the history already
-    eval_after = float(trainer.evaluate()["eval_loss"]) if has_eval else None
-    if trainer.recall_probe is not None and not every:
-        trainer.ask_recall()  # once, of the weights kept
+    eval_after = final_eval_loss(trainer, history) if has_eval else None
+    # Once, of the weights kept: of the merged model when the run writes one (rank 0, after
+    # the merge), which evaluation then scores too; else of the trained model now.
+    once = trainer.recall_probe is not None and not every
+    after_merge = once and run.merged_dir is not None
+    if once and not after_merge:
+        trainer.ask_recall()
     recall = list(counters.recall_history)
     best = trainer.state.best_model_checkpoint if trainer.args.load_best_model_at_end else None
     best_step = int(Path(best).name.rsplit("-", 1)[-1]) if best else None
     divergence = rank_divergence(trainer.model)
     frozen = prefix.stats() if prefix is not None else None
-    return Fit(seconds, eval_before, eval_after, divergence, best_step, history, recall, frozen)
+    return Fit(
+        seconds,
+        eval_before,
+        eval_after,
+        divergence,
+        best_step,
+        history,
+        recall,
+        frozen,
+        recall_after_merge=after_merge,
+    )
+
+
+def final_eval_loss(trainer, history: list[tuple[int, float]]) -> float:
+    """The validation loss of the weights kept: the evaluation at the last step when there was
+    one and those weights are still loaded, else a new evaluation."""
+    kept_last = not trainer.args.load_best_model_at_end
+    if kept_last and history and history[-1][0] == trainer.state.global_step:
+        return history[-1][1]
+    return float(trainer.evaluate()["eval_loss"])
 
 
 def make_result(run: TrainRun, step: int, counters, fit: Fit) -> TrainResult:
