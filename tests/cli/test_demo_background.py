@@ -113,3 +113,30 @@ def test_the_next_job_starts_when_the_first_ends_well_and_not_after_a_failure(tm
     assert failed.wait() == 1
     time.sleep(0.3)  # the watcher has seen the end by now
     assert never.proc is None and never.wait() is None
+
+
+def test_a_chain_is_busy_until_its_last_job_ends(tmp_path):
+    """The fine-tune keeps to one thread while ``busy()``: through the first job, the moment
+    between it and its follow-up, and the follow-up; not after, nor when nothing started."""
+    from tuneops.cli.demo.background import BackgroundJob
+
+    first = BackgroundJob("first", ["sh", "-c", "sleep 0.4"], tmp_path / "1.log", niceness=0)
+    then = BackgroundJob("then", ["sh", "-c", "sleep 0.6"], tmp_path / "2.log", niceness=0)
+    first.after = then
+    assert not first.busy()  # not started
+    first.start()
+    seen = []
+    while first.busy():
+        seen.append((first.running(), then.running()))
+        time.sleep(0.02)
+    assert (True, False) in seen and (False, True) in seen
+    assert then.proc is not None and then.proc.poll() == 0  # busy until the last one ended
+    assert then.wait() == 0 and then.line().startswith("then: done in the background")
+
+    failed = BackgroundJob("failed", ["false"], tmp_path / "3.log", niceness=0)
+    never = BackgroundJob("never", ["true"], tmp_path / "4.log", niceness=0)
+    failed.after = never
+    failed.start()
+    failed.wait()
+    assert not failed.busy()
+    assert never.line() == "never: not started (the job before it failed)"

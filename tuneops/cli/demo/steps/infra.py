@@ -5,7 +5,8 @@ idle, and the fine-tune needs nothing it makes (the MLflow run is written afterw
 ``workloads/train/track_later.py``). So ``start`` brings up moto and the state bucket and
 starts the apply as a process of its own (its output in a log file), the fine-tune runs
 meanwhile, and ``finish`` waits for the apply and reports it. The base model's benchmark
-answers are computed meanwhile too (``background.base_answers_job``).
+answers are computed meanwhile too (``background.base_answers_job``), then its development
+answers.
 """
 
 from __future__ import annotations
@@ -50,20 +51,28 @@ def _base_eval_setup(state: DemoState) -> tuple[str, tuple[str, ...]]:
     return base, overrides
 
 
-def start_base_answers(state: DemoState) -> BackgroundJob:
+def dev_questions(state: DemoState) -> str | None:
+    """The fine-tune's development questions (``train.eval.recall_questions``), if any."""
+    from workloads.train.config import load_train_config
+
+    return load_train_config(
+        env="local", overrides=list(state.overrides.train)
+    ).eval.recall_questions
+
+
+def start_base_answers(state: DemoState) -> tuple[BackgroundJob, BackgroundJob | None]:
     """The base model's benchmark answers, on the core the fine-tune leaves free while the
-    infrastructure applies; the evaluate step waits for them."""
-    job = base_answers_job(*_base_eval_setup(state)).start()
-    console.print(f"computing the {job.title} meanwhile (log: {job.log})")
-    return job
-
-
-def start_base_dev_answers(state: DemoState, dev_questions: str) -> BackgroundJob:
-    """The base model's answers to the fine-tune's development questions; the last step waits
-    for them."""
-    job = base_dev_answers_job(*_base_eval_setup(state), dev_questions).start()
-    console.print(f"computing the {job.title} in the background (log: {job.log})")
-    return job
+    infrastructure applies (the evaluate step waits for them), then its answers to the
+    fine-tune's development questions (the last step waits for those)."""
+    setup = _base_eval_setup(state)
+    job = base_answers_job(*setup)
+    questions = dev_questions(state)
+    dev = base_dev_answers_job(*setup, questions) if questions else None
+    job.after = dev
+    job.start()
+    then = f", then the {dev.title}" if dev else ""
+    console.print(f"computing the {job.title}{then} meanwhile (log: {job.log})")
+    return job, dev
 
 
 def start(state: DemoState) -> DemoState:
@@ -80,11 +89,16 @@ def start(state: DemoState) -> DemoState:
     job.after = platform
     job.start()
     console.print(f"{APPLY} runs in the background (log: {job.log}), then the {PLATFORM}")
-    answers = state.base_answers or start_base_answers(state)
+    answers, dev = (
+        (state.base_answers, state.base_dev_answers)
+        if state.base_answers
+        else start_base_answers(state)
+    )
     return state.with_report(
         infra_apply=job,
         platform_start=platform,
         base_answers=answers,
+        base_dev_answers=dev,
         cloud=LocalCloud(
             endpoint=env.local_endpoint,
             region=env.region,

@@ -1,10 +1,11 @@
 """Demo steps: fine-tune the embedded model on the snapshot the dataset step built, while the
 local infrastructure applies, then write its MLflow run once the tracking server is up.
 
-The fine-tune uses one CPU thread while the base model's answers are computed in the background
-(they have the other core) and every core after, the apply's minutes included; the numbers do
-not depend on the thread count. Nothing goes to MLflow while it trains (``track_later``): the server
-needs the bucket the apply creates. ``publish`` writes the whole run afterwards.
+The fine-tune uses one CPU thread while the base model's answers (benchmark, then development
+questions) are computed in the background (they have the other core) and every core after, the
+apply's minutes included; the numbers do not depend on the thread count. Nothing goes to MLflow
+while it trains (``track_later``): the server needs the bucket the apply creates. ``publish``
+writes the whole run afterwards.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 from rich.console import Console
 
 from tuneops.cli.demo.state import DemoState
-from tuneops.cli.demo.steps.infra import start_base_dev_answers
 
 console = Console()
 
@@ -24,7 +24,7 @@ def _threads(state: DemoState):
     Terraform against moto mostly waits (about a third of one core: 69 s of CPU in 214 s), and
     holding the fine-tune to one thread for the minutes it runs left most of a core idle."""
     job = state.base_answers
-    return lambda: 1 if job is not None and job.running() else None
+    return lambda: 1 if job is not None and job.busy() else None
 
 
 def run(state: DemoState) -> DemoState:
@@ -43,9 +43,6 @@ def run(state: DemoState) -> DemoState:
         pending_training=result,
         merged_dir=result.merged_dir,
         dev_recall=recall[-1][1] if recall else None,
-        base_dev_answers=(
-            start_base_dev_answers(state, config.eval.recall_questions) if recall else None
-        ),
     )
 
 
