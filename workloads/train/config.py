@@ -127,6 +127,9 @@ class TrainConfig(StrictModel):
     gradient_checkpointing: bool = False
     attn_implementation: Literal["sdpa", "sdpa_packed", "eager", "flash_attention_2"] = "sdpa"
     lm_head_loss: Literal["auto", "trl_fused", "selected_logits"] = "auto"
+    # fp32 on the CPU: frozen Linear products through oneDNN with packed weights
+    # (workloads/train/packed_frozen.py); false: torch's own (MKL) products.
+    pack_frozen: bool = True
     seed: int = 42
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
