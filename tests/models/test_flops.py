@@ -167,7 +167,7 @@ def test_the_peak_is_two_n_cubed_over_the_best_repeat(monkeypatch):
         torch, "matmul", lambda a, b: seen.append((torch.get_num_threads(), a.dtype)) or real(a, b)
     )
     before = torch.get_num_threads()
-    peak = matmul_peak(torch.bfloat16, threads=1, size=16, repeats=3)
+    peak = matmul_peak(torch.bfloat16, threads=1, size=16, repeats=3, onednn=False)
     assert peak == 2 * 16**3 / 1.0
     assert seen == [(1, torch.bfloat16)] * 4  # the warm-up and three timed, on one thread
     assert torch.get_num_threads() == before
@@ -176,6 +176,29 @@ def test_the_peak_is_two_n_cubed_over_the_best_repeat(monkeypatch):
 def test_the_peak_is_measured_for_real_on_tiny_matrices():
     peak = matmul_peak(torch.float32, threads=1, size=64, repeats=2)
     assert 1e6 < peak < 1e15
+
+
+def test_the_peak_is_the_faster_of_torch_and_packed_onednn(monkeypatch):
+    """On the CPU the packed oneDNN product is timed too, and the faster one counts."""
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch build has no oneDNN")
+    calls = []
+    real = torch.ops.mkldnn._linear_pointwise
+
+    class Ops:
+        @staticmethod
+        def _linear_pointwise(*args):
+            calls.append("onednn")
+            return real(*args)
+
+        _reorder_linear_weight = staticmethod(torch.ops.mkldnn._reorder_linear_weight)
+
+    monkeypatch.setattr(torch.ops, "mkldnn", Ops)
+    clock = iter([0.0, 4.0, 10.0, 12.0, 20.0, 20.5, 30.0, 33.0])  # torch: 4, 2; oneDNN: 0.5, 3
+    monkeypatch.setattr(flops.time, "perf_counter", lambda: next(clock))
+    peak = matmul_peak(torch.float32, threads=1, size=16, repeats=2)
+    assert peak == 2 * 16**3 / 0.5
+    assert calls == ["onednn"] * 3  # the warm-up and two timed
     with pytest.raises(ValueError, match="positive"):
         matmul_peak(torch.float32, size=0)
 
