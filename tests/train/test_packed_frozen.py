@@ -60,23 +60,15 @@ def test_the_bits_do_not_depend_on_the_thread_count_or_the_rows():
     assert torch.equal(one, two) and torch.equal(part, one[:100])
 
 
-def test_only_frozen_fp32_linears_are_packed():
+def test_only_frozen_fp32_linears_are_packed(tmp_path, embedded_tokenizer_dir):
     from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=128,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
+    base = AutoModelForCausalLM.from_pretrained(
+        random_llama_dir(tmp_path / "m", embedded_tokenizer_dir), dtype=torch.float32
     )
     model = get_peft_model(
-        LlamaForCausalLM(config),
-        LoraConfig(r=4, target_modules=["q_proj", "v_proj"], layers_to_transform=[1]),
+        base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], layers_to_transform=[1])
     )
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     frozen = [m for m in linears if not m.weight.requires_grad]
