@@ -182,18 +182,15 @@ def test_the_peak_is_the_faster_of_torch_and_packed_onednn(monkeypatch):
     """On the CPU the packed oneDNN product is timed too, and the faster one counts."""
     if not torch.backends.mkldnn.is_available():
         pytest.skip("this torch build has no oneDNN")
+    import types
+
     calls = []
     real = torch.ops.mkldnn._linear_pointwise
-
-    class Ops:
-        @staticmethod
-        def _linear_pointwise(*args):
-            calls.append("onednn")
-            return real(*args)
-
-        _reorder_linear_weight = staticmethod(torch.ops.mkldnn._reorder_linear_weight)
-
-    monkeypatch.setattr(torch.ops, "mkldnn", Ops)
+    ops = types.SimpleNamespace(
+        _linear_pointwise=lambda *args: calls.append("onednn") or real(*args),
+        _reorder_linear_weight=torch.ops.mkldnn._reorder_linear_weight,
+    )
+    monkeypatch.setattr(torch.ops, "mkldnn", ops)
     clock = iter([0.0, 4.0, 10.0, 12.0, 20.0, 20.5, 30.0, 33.0])  # torch: 4, 2; oneDNN: 0.5, 3
     monkeypatch.setattr(flops.time, "perf_counter", lambda: next(clock))
     peak = matmul_peak(torch.float32, threads=1, size=16, repeats=2)
