@@ -22,6 +22,16 @@ import torch
 log = logging.getLogger(__name__)
 
 
+def packed_product(
+    x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None, out_features: int
+) -> torch.Tensor:
+    """``x @ Wᵀ (+ b)`` by oneDNN with ``W`` packed by ``_reorder_linear_weight``; ``x`` may
+    have any leading dimensions."""
+    flat = x.reshape(-1, x.shape[-1]).contiguous()
+    out = torch.ops.mkldnn._linear_pointwise(flat, packed, bias, "none", [], "")
+    return out.view(*x.shape[:-1], out_features)
+
+
 class PackedLinear(torch.nn.Module):
     """``nn.Linear`` whose weight oneDNN packed once; same inputs, same outputs, no autograd."""
 
@@ -36,9 +46,7 @@ class PackedLinear(torch.nn.Module):
         self.bias = None if linear.bias is None else linear.bias.detach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, self.in_features)
-        out = torch.ops.mkldnn._linear_pointwise(flat, self.packed, self.bias, "none", [], "")
-        return out.view(*x.shape[:-1], self.out_features)
+        return packed_product(x, self.packed, self.bias, self.out_features)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, packed"

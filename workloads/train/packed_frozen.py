@@ -24,16 +24,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from workloads.models.prepack import packed_product
+
 log = logging.getLogger(__name__)
 
 # The row count oneDNN shapes the packed layout for: a packed training row (data.max_length).
 ROWS_HINT = 512
-
-
-def _product(x: torch.Tensor, packed: torch.Tensor, bias, out_features: int) -> torch.Tensor:
-    flat = x.reshape(-1, x.shape[-1]).contiguous()
-    out = torch.ops.mkldnn._linear_pointwise(flat, packed, bias, "none", [], "")
-    return out.view(*x.shape[:-1], out_features)
 
 
 class _FrozenProduct(torch.autograd.Function):
@@ -42,13 +38,20 @@ class _FrozenProduct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, packed, packed_t, bias, in_features, out_features):
         ctx.packed_t, ctx.in_features = packed_t, in_features
-        return _product(x, packed, bias, out_features)
+        return packed_product(x, packed, bias, out_features)
 
     @staticmethod
     def backward(ctx, grad):
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None, None
-        return _product(grad, ctx.packed_t, None, ctx.in_features), None, None, None, None, None
+        return (
+            packed_product(grad, ctx.packed_t, None, ctx.in_features),
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
 
 
 class PackedFrozenLinear(torch.nn.Linear):
