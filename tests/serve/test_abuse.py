@@ -213,6 +213,13 @@ def wait_for(server, name: str, value: float, within: float) -> float:
     raise AssertionError(f"{name} is {gauges(server)[name]}, not {value}, after {within} s")
 
 
+def wait_settled(server, within: float = 10) -> None:
+    """Wait until the server handles no request but the scrape itself: a handler still
+    finishing for a client that left holds that client's in-flight place until it returns."""
+    wait_for(server, "tuneops_serve_in_flight_requests", 1, within=within)
+    wait_for(server, "tuneops_serve_running_sequences", 0, within=within)
+
+
 def completion(prompt: str | list[str], max_tokens: int, **extra) -> dict:
     body = {"model": MODEL_NAME, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0}
     return {**body, **extra}
@@ -342,6 +349,7 @@ def test_oversized_bodies_get_their_413_not_a_reset(server):
 def test_a_forwarded_for_header_does_not_make_another_client(tight):
     """X-Forwarded-For is not believed: three requests in flight from 127.0.0.1 fill its share
     whatever addresses the headers claim, and the fourth is refused."""
+    wait_settled(tight)  # the earlier tests' departed clients no longer hold places
     threads = []
     answers = []
 
