@@ -250,7 +250,8 @@ class Engine:
     def _prefill(self, seqs: list[Sequence]) -> tuple | None:
         """Prefill ``seqs`` together; what joins the running batch (None: all finished)."""
         import torch
-        from transformers import DynamicCache
+
+        from workloads.serve.kv_cache import new_cache
 
         width = max(len(s.prompt_ids) for s in seqs)
         ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
@@ -261,7 +262,7 @@ class Engine:
             mask[row, width - n :] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=self.model.config)
+        cache = new_cache(self.model.config)
         out = self.model(
             input_ids=ids,
             attention_mask=mask,
