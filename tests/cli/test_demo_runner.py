@@ -69,3 +69,13 @@ def test_the_fine_tune_gives_up_a_core_to_the_base_answers_only():
     answers.is_running = False  # the apply alone mostly waits on moto: every core to training
     assert threads() is None
     assert _threads(DemoState(infra_apply=apply))() is None
+
+
+def test_the_background_work_starts_before_the_dataset_step():
+    """The apply and the base model's answers need no snapshot: they start first, so the
+    dataset step's idle core is theirs."""
+    from tuneops.cli.demo import runner
+    from tuneops.cli.demo.steps import dataset, infra
+
+    steps = [step for _, step in runner.STEPS]
+    assert steps.index(infra.start) < steps.index(dataset.run)

@@ -16,10 +16,12 @@ console = Console()
 
 Step = Callable[[DemoState], DemoState]
 
-# Order is the order of the loop.
+# Order is the order of the loop. The background work starts first: the dataset step keeps
+# one core busy, and the apply and the base model's answers (its conversion from GGUF
+# included) use the other meanwhile. Neither needs the snapshot.
 STEPS: list[tuple[str, Step]] = [
-    ("Dataset snapshot", dataset.run),
     ("Local infrastructure: moto, then apply ENV=local in the background", infra.start),
+    ("Dataset snapshot", dataset.run),
     ("Fine-tune (while the infrastructure applies)", train.run),
     ("Local infrastructure: the apply finishes", infra.finish),
     ("Local platform (PostgreSQL + MLflow server)", platform.run),
