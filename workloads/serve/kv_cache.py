@@ -31,11 +31,14 @@ class RoomyLayer(DynamicLayer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Each of keys and values: a block and how many of its columns hold tokens. They are
         # assigned one after the other (keys first), so each keeps its own count.
-        self._blocks: dict[str, tuple[torch.Tensor | None, int]] = {}
+        self._blocks: dict[str, tuple[torch.Tensor | None, int]] = {
+            "keys": (None, 0),
+            "values": (None, 0),
+        }
         super().__init__(*args, **kwargs)
 
     def _get(self, name: str) -> torch.Tensor | None:
-        block, length = self._blocks.get(name, (None, 0))
+        block, length = self._blocks[name]
         if block is None or block.dim() != 4 or block.shape[-2] == length:
             return block
         return block[:, :, :length]

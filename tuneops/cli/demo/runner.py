@@ -17,8 +17,8 @@ console = Console()
 Step = Callable[[DemoState], DemoState]
 
 # Order is the order of the loop. The background work starts first: the dataset step keeps
-# one core busy, and the apply and the base model's answers (its conversion from GGUF
-# included) use the other meanwhile. Neither needs the snapshot.
+# one core busy, and the apply and the base model's answers use the other meanwhile. Neither
+# needs the snapshot.
 STEPS: list[tuple[str, Step]] = [
     ("Local infrastructure: moto, then apply ENV=local in the background", infra.start),
     ("Dataset snapshot", dataset.run),
